@@ -1,0 +1,40 @@
+"""The one error hierarchy of statusmail.
+
+::
+
+    StatusmailError(Exception)
+    ├── ConfigError            a configuration key is unknown or its value invalid
+    ├── StoreUnavailable       the database cannot be reached or is locked/full (4xx, retry)
+    ├── TransportError         the relay or Maildir could not take a message (outbox retries)
+    │   └── PermanentTransportError   the relay refused for good (5xx): no retry
+    └── PipelineStop           a pipeline stage decided the message's fate
+        ├── Refused            not accepted; answered in the SMTP dialogue (5xx)
+        ├── Deferred           try again later (4xx): rate limits, outages
+        ├── Held               stored, waiting in the moderation queue
+        └── Discarded          accepted and dropped on purpose (robots, bounces, too long)
+
+The ``PipelineStop`` family is defined in :mod:`statusmail.inbound.outcome`, beside the
+reasons it carries.
+"""
+
+from __future__ import annotations
+
+
+class StatusmailError(Exception):
+    """Base of every error statusmail raises on purpose."""
+
+
+class ConfigError(StatusmailError):
+    """A configuration problem; the message names the key."""
+
+
+class StoreUnavailable(StatusmailError):
+    """The database is down, locked beyond the timeout, or out of space."""
+
+
+class TransportError(StatusmailError):
+    """A message could not be handed on now; the outbox will try again."""
+
+
+class PermanentTransportError(TransportError):
+    """The relay refused the message for good."""

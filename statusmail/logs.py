@@ -1,0 +1,41 @@
+"""Logging set-up: to stderr, with reply tokens redacted.
+
+A reply token is a bearer secret bound to one recipient (DESIGN decision 5); anyone who
+reads a log line with ``status+<token>@`` could not post with it (the sender must match)
+but could learn who talks to whom about what, so tokens never reach a log in clear.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+
+TOKEN_IN_ADDRESS = re.compile(r"\+(?:bounce-)?[A-Za-z0-9]{6,}(?=@)")
+REDACTED = "+[redacted]"
+
+
+def redact(text: str) -> str:
+    """``text`` with every ``+token`` of an address replaced by ``+[redacted]``."""
+    return TOKEN_IN_ADDRESS.sub(REDACTED, text)
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts the fully formatted message, so no argument can slip a token through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-line chatter
