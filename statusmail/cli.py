@@ -1,0 +1,446 @@
+"""The ``statusmail`` command line (SPEC §6).
+
+Thin by design: parse options, call one function, print. ``--config`` and ``--json``
+are shared decorators; listing and showing commands print JSON only with ``--json``,
+an aligned table otherwise. A failed operation is a ``ClickException`` (exit 1, one
+line on stderr); bad usage is a ``UsageError`` (exit 2). Logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import secrets
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence, TypeVar
+
+import click
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from statusmail.errors import ConfigError, StatusmailError, StoreUnavailable
+from statusmail.gateway.config import Settings, load_settings
+from statusmail.logs import redact, setup_logging
+from statusmail.store.db import current_revision, make_engine, transaction, upgrade
+from statusmail.store.models import InboundLog, Outbox, Post, User
+from statusmail.store.posts import STATUSES, iso, list_posts, posts_json, thread_posts
+from statusmail.store.users import ROLES, find_user, register_user, user_json
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class App:
+    """Settings and engine, loaded on first use so ``--help`` needs neither."""
+
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._settings: Settings | None = None
+        self._engine: Engine | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings(self.config_path)
+            except ConfigError as exc:
+                raise click.ClickException(f"configuration: {exc}") from None
+        return self._settings
+
+    @property
+    def engine(self) -> Engine:
+        """The database, created or upgraded on first use so every command works on a
+        fresh machine (``init`` does the same, explicitly, and reports it)."""
+        if self._engine is None:
+            self._engine = make_engine(self.settings.gateway.database_url)
+            upgrade(self._engine)
+        return self._engine
+
+    def session(self) -> Any:
+        return transaction(self.engine)
+
+
+def config_option(f: F) -> F:
+    """``--config PATH`` on every command; it may also stand before the subcommand."""
+    def remember(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+        if value is not None:
+            ctx.find_root().ensure_object(dict)["config"] = value
+    return click.option("--config", "config_path", type=click.Path(dir_okay=False), expose_value=False,
+                        callback=remember, is_eager=True, help="TOML configuration file.")(f)
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON only.")(f)
+
+
+def pass_app(f: F) -> F:
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        path = click.get_current_context().find_root().ensure_object(dict).get("config")
+        try:
+            return f(App(path), *args, **kwargs)
+        except StoreUnavailable as exc:
+            raise click.ClickException(f"database unavailable: {exc}") from None
+        except ConfigError as exc:
+            raise click.ClickException(f"configuration: {exc}") from None
+    return wrapper  # type: ignore[return-value]
+
+
+def emit(data: Any, as_json: bool, columns: Sequence[str] | None = None) -> None:
+    """JSON to stdout, or an aligned table (lists) / key: value lines (one object)."""
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+        return
+    if isinstance(data, dict):
+        width = max((len(k) for k in data), default=0)
+        for key, value in data.items():
+            if key == "thread":
+                continue
+            click.echo(f"{key.ljust(width)}  {format_cell(value, wrap=True)}")
+        return
+    click.echo(table(data, columns or (list(data[0]) if data else [])))
+
+
+def format_cell(value: Any, wrap: bool = False) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "-"
+    text = str(value)
+    return text if wrap else " ".join(text.split())
+
+
+def table(rows: list[dict[str, Any]], columns: Sequence[str], max_width: int = 60) -> str:
+    if not rows:
+        return "(none)"
+    cells = [[format_cell(row.get(c))[:max_width] for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def parse_since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"not an ISO 8601 date or time: {value!r}", param_hint="--since") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def require_user(session: Session, email: str) -> User:
+    user = find_user(session, email)
+    if user is None:
+        raise click.ClickException(f"no such user: {email}")
+    return user
+
+
+def require_post(session: Session, post_id: int) -> Post:
+    post = session.get(Post, post_id)
+    if post is None:
+        raise click.ClickException(f"no such post: {post_id}")
+    return post
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@config_option
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail to stderr.")
+@click.version_option(package_name="statusmail")
+def main(verbose: bool) -> None:
+    """statusmail: status updates by mail, threaded replies and digests."""
+    # Commands print their results; only warnings are logged unless asked. `serve` logs INFO.
+    setup_logging(logging.DEBUG if verbose else logging.WARNING)
+
+
+# --- set-up and service -------------------------------------------------------------------
+
+
+@main.command()
+@config_option
+@pass_app
+def init(app: App) -> None:
+    """Create or upgrade the database and the secret key file; idempotent."""
+    settings = app.settings
+    key_file = Path(settings.gateway.secret_key_file)
+    if not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.touch(mode=0o600)
+        key_file.write_text(secrets.token_hex(32) + "\n", encoding="ascii")
+    engine = make_engine(settings.gateway.database_url)
+    before = current_revision(engine)
+    upgrade(engine)
+    after = current_revision(engine)
+    state = "created" if before is None else ("upgraded" if before != after else "up to date")
+    click.echo(f"database {state} at revision {after}")
+
+
+@main.command()
+@config_option
+@pass_app
+def serve(app: App) -> None:
+    """Run the listener, the outbox worker and the digest scheduler until SIGTERM/SIGINT."""
+    from statusmail.gateway.serve import serve_forever
+
+    if logging.getLogger().level > logging.INFO:
+        logging.getLogger().setLevel(logging.INFO)
+    settings = app.settings
+    hint = (f"statusmail listening on {settings.smtp.host}:{{port}}; post a first update: "
+            f"python3 -c \"import smtplib; smtplib.SMTP('{settings.smtp.host}', {{port}}).sendmail("
+            f"'you@{settings.domain}', '{settings.gateway.address}', "
+            f"'From: you@{settings.domain}\\nSubject: Hello #team\\n\\nMy first update')\"")
+    asyncio.run(serve_forever(settings, app.engine, ready_message=hint))
+
+
+@main.command()
+@config_option
+@pass_app
+def check(app: App) -> None:
+    """Validate the configuration; reach the database and the relay."""
+    from statusmail.gateway.checks import run_checks
+
+    failures = 0
+    for name, ok, detail in run_checks(app.settings, make_engine(app.settings.gateway.database_url)):
+        failures += not ok
+        click.echo(f"{'ok  ' if ok else 'FAIL'}  {name}: {detail}")
+    if failures:
+        raise click.ClickException(f"{failures} check(s) failed")
+
+
+@main.command()
+@config_option
+@click.argument("file", type=click.File("rb"), default="-")
+@click.option("--from", "mail_from", default="", help="Envelope sender (default: the From header).")
+@click.option("--to", "rcpt_to", multiple=True, help="Envelope recipient (default: the To/Cc headers).")
+@json_option
+@pass_app
+def inject(app: App, file: Any, mail_from: str, rcpt_to: tuple[str, ...], as_json: bool) -> None:
+    """Run one RFC 5322 message (stdin if no FILE) through the inbound pipeline."""
+    from email.utils import parseaddr
+
+    from statusmail.inbound.envelope import Envelope
+    from statusmail.inbound.pipeline import run
+
+    raw = file.read()
+    if not mail_from:
+        header = next((line for line in raw.split(b"\n\n", 1)[0].splitlines() if line.lower().startswith(b"from:")), b"")
+        mail_from = parseaddr(header[5:].decode("utf-8", "replace"))[1]
+    outcome = run(raw, Envelope(mail_from=mail_from, rcpt_tos=rcpt_to, source="inject"), app.settings, app.engine)
+    result = {"outcome": outcome.status, "reason": outcome.reason.name.lower(), "detail": redact(outcome.detail),
+              "post_id": outcome.post_id, "log_id": outcome.log_id}
+    if as_json:
+        emit(result, True)
+    else:
+        click.echo(f"{outcome.status}: {outcome.reason.value}" + (f" ({redact(outcome.detail)})" if outcome.detail
+                   and outcome.detail != outcome.reason.value else "") + (f", post {outcome.post_id}" if outcome.post_id else ""))
+    if not outcome.accepted:
+        sys.exit(1)
+
+
+# --- users ----------------------------------------------------------------------------------
+
+USER_COLUMNS = ("email", "name", "handle", "role", "team", "timezone", "digest", "banned")
+
+
+@main.group()
+def users() -> None:
+    """The user directory."""
+
+
+@users.command("list")
+@config_option
+@json_option
+@pass_app
+def users_list(app: App, as_json: bool) -> None:
+    """Every user, by address."""
+    with app.session() as session:
+        rows = [user_json(u, app.settings) for u in session.exec(select(User).order_by(User.email))]
+    emit(rows, as_json, USER_COLUMNS)
+
+
+@users.command("show")
+@config_option
+@click.argument("email")
+@json_option
+@pass_app
+def users_show(app: App, email: str, as_json: bool) -> None:
+    """One user."""
+    with app.session() as session:
+        emit(user_json(require_user(session, email), app.settings), as_json)
+
+
+@users.command("add")
+@config_option
+@click.argument("email")
+@click.option("--name", default="", help="Display name.")
+@click.option("--role", type=click.Choice(ROLES), default="staff", show_default=True)
+@click.option("--team", default="")
+@click.option("--timezone", "tz", default="", help="IANA name, e.g. Europe/Berlin.")
+@json_option
+@pass_app
+def users_add(app: App, email: str, name: str, role: str, team: str, tz: str, as_json: bool) -> None:
+    """Register a user."""
+    from statusmail.gateway.config import is_timezone
+
+    if "@" not in email:
+        raise click.BadParameter(f"not a mail address: {email!r}", param_hint="EMAIL")
+    if tz and not is_timezone(tz):
+        raise click.BadParameter(f"unknown timezone {tz!r}", param_hint="--timezone")
+    with app.session() as session:
+        if find_user(session, email) is not None:
+            raise click.ClickException(f"user exists: {email}")
+        user = register_user(session, email, name=name, role=role, team=team, timezone=tz)
+        data = user_json(user, app.settings)
+    if as_json:
+        emit(data, True)
+    else:
+        click.echo(f"added {data['email']} (@{data['handle']})")
+
+
+# --- posts ----------------------------------------------------------------------------------
+
+POST_COLUMNS = ("id", "created_at", "author", "status", "thread_id", "reply_count", "body")
+
+
+@main.group()
+def posts() -> None:
+    """The feed."""
+
+
+@posts.command("list")
+@config_option
+@click.option("--author", help="Only posts by this address.")
+@click.option("--tag", help="Only posts with this tag.")
+@click.option("--since", help="Only posts at or after this ISO 8601 time.")
+@click.option("--status", type=click.Choice(STATUSES), help="Only posts with this status.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@json_option
+@pass_app
+def posts_list(app: App, author: str | None, tag: str | None, since: str | None, status: str | None, limit: int,
+               as_json: bool) -> None:
+    """Posts, newest first, replies included."""
+    since_time = parse_since(since)
+    with app.session() as session:
+        author_user = require_user(session, author) if author else None
+        rows = posts_json(session, list_posts(session, author=author_user, tag=tag, since=since_time, status=status,
+                                              limit=limit))
+    emit(rows, as_json, POST_COLUMNS)
+
+
+@posts.command("show")
+@config_option
+@click.argument("post_id", type=int)
+@json_option
+@pass_app
+def posts_show(app: App, post_id: int, as_json: bool) -> None:
+    """A post and its whole thread."""
+    with app.session() as session:
+        post = require_post(session, post_id)
+        data = posts_json(session, [post])[0]
+        data["thread"] = posts_json(session, thread_posts(session, post.thread_id or post_id))
+        data["trimmed"] = post.trimmed
+    if as_json:
+        emit(data, True)
+        return
+    emit({k: v for k, v in data.items() if k not in ("trimmed",)}, False)
+    click.echo("")
+    click.echo(f"thread {data['thread_id']}:")
+    for item in data["thread"]:
+        marker = "*" if item["id"] == post_id else " "
+        indent = "" if item["parent_id"] is None else "  "
+        body = " ".join(item["body"].split())
+        click.echo(f"{marker} {indent}#{item['id']} {item['created_at']} {item['author']} [{item['status']}]: {body}")
+
+
+# --- log and outbox -------------------------------------------------------------------------
+
+LOG_COLUMNS = ("id", "received_at", "outcome", "sender", "reason", "post_id", "message_id")
+
+
+def log_json(entry: InboundLog) -> dict[str, Any]:
+    reason = entry.reason if not entry.detail or entry.detail == entry.reason else f"{entry.reason}: {entry.detail}"
+    return {"id": entry.id, "received_at": iso(entry.received_at), "message_id": entry.message_id,
+            "sender": redact(entry.sender), "outcome": entry.outcome, "reason": redact(reason),
+            "post_id": entry.post_id, "source": entry.source, "recipients": redact(entry.recipients)}
+
+
+@main.command("log")
+@config_option
+@click.option("--outcome", type=click.Choice(("accepted", "held", "refused")))
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@json_option
+@pass_app
+def log_command(app: App, outcome: str | None, limit: int, as_json: bool) -> None:
+    """Every inbound message and refusal, newest first."""
+    with app.session() as session:
+        query = select(InboundLog)
+        if outcome:
+            query = query.where(InboundLog.outcome == outcome)
+        rows = [log_json(e) for e in session.exec(query.order_by(col(InboundLog.id).desc()).limit(limit))]
+    emit(rows, as_json, LOG_COLUMNS)
+
+
+OUTBOX_COLUMNS = ("id", "created_at", "kind", "status", "attempts", "to", "subject")
+
+
+def outbox_json(row: Outbox) -> dict[str, Any]:
+    return {"id": row.id, "to": row.to_addr, "subject": row.subject, "kind": row.kind, "status": row.status,
+            "attempts": row.attempts, "created_at": iso(row.created_at), "sent_at": iso(row.sent_at),
+            "last_error": redact(row.last_error)}
+
+
+@main.group()
+def outbox() -> None:
+    """Mail waiting to go out, sent, or failed."""
+
+
+@outbox.command("list")
+@config_option
+@click.option("--status", type=click.Choice(("queued", "sent", "failed")))
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@json_option
+@pass_app
+def outbox_list(app: App, status: str | None, limit: int, as_json: bool) -> None:
+    """Outbound mail, newest first."""
+    with app.session() as session:
+        query = select(Outbox)
+        if status:
+            query = query.where(Outbox.status == status)
+        rows = [outbox_json(r) for r in session.exec(query.order_by(col(Outbox.id).desc()).limit(limit))]
+    emit(rows, as_json, OUTBOX_COLUMNS)
+
+
+@outbox.command("retry")
+@config_option
+@click.argument("outbox_id", type=int, required=False)
+@click.option("--all", "retry_all", is_flag=True, help="Every unsent mail.")
+@pass_app
+def outbox_retry(app: App, outbox_id: int | None, retry_all: bool) -> None:
+    """Make the given, or every, unsent mail due now."""
+    from statusmail.outbound.outbox import retry
+
+    if (outbox_id is None) == (not retry_all):
+        raise click.UsageError("give an ID or --all")
+    with app.session() as session:
+        if outbox_id is not None:
+            row = session.get(Outbox, outbox_id)
+            if row is None:
+                raise click.ClickException(f"no such outbox entry: {outbox_id}")
+            if row.status == "sent":
+                raise click.ClickException(f"outbox entry {outbox_id} was already sent")
+        count = retry(session, outbox_id)
+    click.echo(f"{count} mail(s) due now")
+
+
+def load_extensions() -> None:
+    """Command groups that live in their own modules register themselves on ``main``."""
+    from statusmail import cli_admin  # noqa: F401
+
+
+load_extensions()

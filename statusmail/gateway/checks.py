@@ -1,0 +1,61 @@
+"""``statusmail check``: is the configuration usable, and can we reach what it names?"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from sqlalchemy import Engine, text
+
+from statusmail.errors import StatusmailError
+from statusmail.gateway.config import Settings
+from statusmail.outbound.transport import MaildirTransport, SmtpTransport, make_transport
+from statusmail.store.db import current_revision
+
+Check = tuple[str, bool, str]
+
+
+def check_database(engine: Engine) -> Check:
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        revision = current_revision(engine)
+    except Exception as exc:  # noqa: BLE001 - any failure is the answer here
+        return ("database", False, str(exc).splitlines()[0])
+    if revision is None:
+        return ("database", False, "reachable, but not initialised: run `statusmail init`")
+    return ("database", True, f"reachable, schema revision {revision}")
+
+
+def check_relay(settings: Settings) -> Check:
+    try:
+        transport = make_transport(settings)
+    except StatusmailError as exc:
+        return ("relay", False, str(exc))
+    if isinstance(transport, MaildirTransport):
+        parent = transport.path if transport.path.exists() else transport.path.parent
+        while not parent.exists():
+            parent = parent.parent
+        writable = os.access(parent, os.W_OK)
+        return ("relay", writable, f"Maildir {transport.path}" + ("" if writable else f": {parent} is not writable"))
+    if isinstance(transport, SmtpTransport):
+        async def probe() -> None:
+            client = await transport._connected()
+            await client.noop()
+            await transport.close()
+        try:
+            asyncio.run(asyncio.wait_for(probe(), 15))
+        except Exception as exc:  # noqa: BLE001
+            return ("relay", False, f"{transport.host}:{transport.port}: {exc}")
+        return ("relay", True, f"{transport.host}:{transport.port} answers")
+    return ("relay", True, settings.outbound.transport)
+
+
+def run_checks(settings: Settings, engine: Engine) -> list[Check]:
+    checks: list[Check] = [("configuration", True, f"valid ({settings.source})"), check_database(engine),
+                           check_relay(settings)]
+    if settings.imap.enabled:
+        from statusmail.gateway.imap import check_mailbox
+
+        checks.append(check_mailbox(settings))
+    return checks

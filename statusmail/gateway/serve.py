@@ -1,0 +1,97 @@
+"""``statusmail serve``: the listener, the outbox worker and the schedulers, until a signal.
+
+SIGTERM or SIGINT stops accepting connections, lets messages already in DATA finish
+(their senders get their 250 or 4xx), stops the workers and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from statusmail.gateway.config import Settings
+from statusmail.gateway.smtp import StatusHandler, protocol_factory
+from statusmail.outbound.outbox import OutboxWorker
+from statusmail.outbound.transport import Transport, make_transport
+
+log = logging.getLogger(__name__)
+
+DRAIN_SECONDS = 30.0
+
+
+class InFlight:
+    """Counts DATA commands being processed, so shutdown can wait for them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def __enter__(self) -> None:
+        self.count += 1
+        self.idle.clear()
+
+    def __exit__(self, *exc: object) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self.idle.set()
+
+
+class TrackingHandler(StatusHandler):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.in_flight = InFlight()
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        with self.in_flight:
+            return await super().handle_DATA(server, session, envelope)
+
+
+@dataclass
+class Gateway:
+    """The running service; tests start it on port 0 and read ``port``."""
+
+    settings: Settings
+    engine: Engine
+    transport: Transport | None = None
+    port: int = 0
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self, port: int | None = None) -> None:
+        self.transport = self.transport or make_transport(self.settings)
+        self.worker = OutboxWorker(self.engine, self.transport)
+        self.handler = TrackingHandler(self.settings, self.engine, on_accepted=self.worker.poke)
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(protocol_factory(self.settings, self.handler), self.settings.smtp.host,
+                                               self.settings.smtp.port if port is None else port)
+        self.port = self.server.sockets[0].getsockname()[1]
+        self.tasks.append(asyncio.create_task(self.worker.run(), name="outbox"))
+        log.info("%s listening on %s:%d", "LMTP" if self.settings.smtp.lmtp else "SMTP", self.settings.smtp.host, self.port)
+
+    async def stop(self) -> None:
+        self.server.close()
+        try:
+            await asyncio.wait_for(self.handler.in_flight.idle.wait(), DRAIN_SECONDS)
+        except asyncio.TimeoutError:
+            log.warning("%d messages still in progress at shutdown", self.handler.in_flight.count)
+        self.worker.stop()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        log.info("stopped")
+
+
+async def serve_forever(settings: Settings, engine: Engine, ready_message: str = "") -> None:
+    gateway = Gateway(settings, engine)
+    await gateway.start()
+    if ready_message:
+        print(ready_message.format(port=gateway.port), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("signal received, shutting down")
+    await gateway.stop()

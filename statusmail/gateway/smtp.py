@@ -1,0 +1,158 @@
+"""The SMTP/LMTP listener: a thin aiosmtpd handler, one method per verb.
+
+Cheap refusals come first: an untrusted peer at MAIL, a recipient that is not ours or a
+banned envelope sender at RCPT. DATA runs the inbound pipeline off the event loop and
+answers from the one reply table; ``250`` only after the pipeline's transaction has
+committed. Every refusal, at whatever step, is written to the inbound log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import ssl
+import traceback
+from functools import cached_property
+from typing import Any, Callable
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session as SmtpSession
+from sqlalchemy import Engine
+
+from statusmail.errors import StoreUnavailable
+from statusmail.gateway.config import Settings
+from statusmail.gateway.replies import DEFERRED_ERROR, DEFERRED_STORE, smtp_reply
+from statusmail.inbound.envelope import Envelope
+from statusmail.inbound.outcome import Outcome, Reason
+from statusmail.inbound.pipeline import record_refusal, run
+from statusmail.inbound.recipients import classify_recipient
+from statusmail.logs import redact
+from statusmail.store.db import transaction
+from statusmail.store.users import find_user
+
+log = logging.getLogger(__name__)
+
+# aiosmtpd answers an oversized message itself, without an enhanced status code; we
+# rewrite its two fixed texts to RFC 3463's 5.3.4 so the sender sees why.
+AIOSMTPD_TOO_LARGE = ("552 Error: Too much mail data", "552 Error: message size exceeds fixed maximum message size")
+
+
+class StatusHandler:
+    """aiosmtpd handler for the status gateway."""
+
+    def __init__(self, settings: Settings, engine: Engine, on_accepted: Callable[[], None] | None = None) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.on_accepted = on_accepted or (lambda: None)
+
+    @cached_property
+    def trusted_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(n, strict=False) for n in self.settings.policy.trusted_networks]
+
+    def peer_trusted(self, peer: Any) -> bool:
+        host = peer[0] if isinstance(peer, tuple) else str(peer)
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.trusted_networks)
+
+    def envelope_of(self, session: SmtpSession, envelope: SmtpEnvelope, source: str = "smtp") -> Envelope:
+        peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer or "")
+        return Envelope(mail_from=envelope.mail_from or "", rcpt_tos=tuple(envelope.rcpt_tos), peer=peer, source=source)
+
+    async def refuse(self, envelope: Envelope, reason: Reason, detail: str) -> str:
+        """Log a dialogue-time refusal and return its reply."""
+        log.warning("refused from %s (%s): %s", redact(envelope.mail_from), envelope.peer, redact(detail))
+        await asyncio.to_thread(record_refusal, self.engine, None, envelope, reason, detail)
+        return smtp_reply(reason)
+
+    async def handle_MAIL(self, server: SMTP, session: SmtpSession, envelope: SmtpEnvelope, address: str,
+                          mail_options: list[str]) -> str:
+        if not self.peer_trusted(session.peer):
+            env = Envelope(mail_from=address, peer=self.envelope_of(session, envelope).peer)
+            return await self.refuse(env, Reason.UNTRUSTED_PEER, f"peer {env.peer} is not in policy.trusted_networks")
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server: SMTP, session: SmtpSession, envelope: SmtpEnvelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        env = self.envelope_of(session, envelope)
+        if classify_recipient(address, self.settings) is None:
+            return await self.refuse(Envelope(env.mail_from, (address,), env.peer), Reason.UNKNOWN_RECIPIENT,
+                                     f"{address} is not a statusmail address")
+        banned = await asyncio.to_thread(self.envelope_sender_banned, envelope.mail_from or "")
+        if banned:
+            return await self.refuse(Envelope(env.mail_from, (address,), env.peer), Reason.BANNED,
+                                     f"envelope sender {envelope.mail_from} is banned")
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    def envelope_sender_banned(self, mail_from: str) -> bool:
+        if not mail_from:
+            return False
+        try:
+            with transaction(self.engine) as db:
+                user = find_user(db, mail_from)
+                return bool(user and user.banned)
+        except StoreUnavailable:
+            return False  # DATA will answer 451 if the database is still down
+
+    async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: SmtpEnvelope) -> str:
+        source = "lmtp" if isinstance(server, LMTP) else "smtp"
+        env = self.envelope_of(session, envelope, source)
+        raw = envelope.original_content or b""
+        outcome: Outcome = await asyncio.to_thread(run, raw, env, self.settings, self.engine)
+        if outcome.accepted:
+            self.on_accepted()
+        return smtp_reply(outcome.reason)
+
+    async def handle_exception(self, error: Exception) -> str:
+        """aiosmtpd's default answer leaks the exception text; ours says only 451."""
+        log.error("SMTP session error: %s", "".join(traceback.format_exception(error)).rstrip())
+        if isinstance(error, StoreUnavailable):
+            return DEFERRED_STORE
+        return DEFERRED_ERROR
+
+
+class GatewaySMTP(SMTP):
+    """aiosmtpd's SMTP with its size refusal spoken in RFC 3463 terms and logged."""
+
+    async def push(self, status: str) -> None:
+        if status in AIOSMTPD_TOO_LARGE:
+            handler: StatusHandler = self.event_handler
+            env = Envelope(mail_from=self.envelope.mail_from or "" if self.envelope else "",
+                           rcpt_tos=tuple(self.envelope.rcpt_tos) if self.envelope else (),
+                           peer=str(self.session.peer[0]) if self.session and isinstance(self.session.peer, tuple) else "")
+            limit = handler.settings.smtp.max_message_bytes
+            status = await handler.refuse(env, Reason.TOO_LARGE, f"larger than smtp.max_message_bytes ({limit})")
+        await super().push(status)
+
+
+class GatewayLMTP(LMTP, GatewaySMTP):
+    """The same, speaking LMTP (RFC 2033) for a Postfix or Exchange in front."""
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    if not settings.smtp.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.smtp.tls_cert, settings.smtp.tls_key)
+    return context
+
+
+def protocol_factory(settings: Settings, handler: StatusHandler) -> Callable[[], SMTP]:
+    """What ``loop.create_server`` needs to speak SMTP (or LMTP) with our handler."""
+    cls = GatewayLMTP if settings.smtp.lmtp else GatewaySMTP
+    context = tls_context(settings)
+
+    def build() -> SMTP:
+        return cls(handler, data_size_limit=settings.smtp.max_message_bytes, enable_SMTPUTF8=True,
+                   decode_data=False, hostname=settings.domain, ident="statusmail",
+                   tls_context=context, require_starttls=False, auth_require_tls=True)
+    return build

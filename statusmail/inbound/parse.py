@@ -1,0 +1,120 @@
+"""Intake: parse the bytes, recognise a redelivery, decide what kind of mail this is.
+
+Parsing uses ``email.policy.default`` and never trusts a header to be well formed:
+:func:`header_text` turns any header, however broken, into a string or "". A message
+with no header fields at all, or beyond the caps on header count and MIME parts, is
+refused (``554 5.6.0``): nothing sensible can be made of it, and saying so beats a
+dropped connection.
+"""
+
+from __future__ import annotations
+
+import email
+import hashlib
+import re
+from email import policy
+from email.message import EmailMessage
+from email.utils import getaddresses
+
+from statusmail.inbound.incoming import Incoming
+from statusmail.inbound.outcome import Discarded, Reason, Refused
+from statusmail.inbound.recipients import Kind, classify_recipient
+from statusmail.store.models import InboundLog
+from sqlmodel import select
+
+MAX_HEADERS = 500
+MAX_PARTS = 200
+MAX_DEPTH = 20
+MESSAGE_ID = re.compile(r"<[^<>\s]{1,900}>")
+PRIORITY = (Kind.COMMAND, Kind.BOUNCE, Kind.REPLY, Kind.POST)
+
+
+def header_text(msg: EmailMessage, name: str) -> str:
+    """A header's decoded value as one string; "" when absent or unreadable."""
+    try:
+        value = msg.get(name)
+    except Exception:  # noqa: BLE001 - the email package raises many kinds on broken headers
+        raw = msg.get_all(name, failobj=[]) if hasattr(msg, "get_all") else []
+        value = raw[0] if raw else None
+    if value is None:
+        return ""
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001
+        return ""
+
+
+def first_message_id(value: str) -> str:
+    match = MESSAGE_ID.search(value)
+    return match.group(0) if match else ""
+
+
+def message_ids(value: str) -> list[str]:
+    return MESSAGE_ID.findall(value)
+
+
+def count_parts(msg: EmailMessage, depth: int = 0) -> int:
+    """Parts in the MIME tree; raises ValueError past the depth cap."""
+    if depth > MAX_DEPTH:
+        raise ValueError("MIME tree too deep")
+    payload = msg.get_payload() if msg.is_multipart() else None
+    if not isinstance(payload, list):
+        return 1
+    return 1 + sum(count_parts(part, depth + 1) for part in payload)  # type: ignore[arg-type]
+
+
+def parse_message(mail: Incoming) -> None:
+    """Parse the raw bytes; refuse what has no headers or exceeds the structural caps."""
+    raw = mail.raw.replace(b"\x00", b"") if b"\x00" in mail.raw else mail.raw
+    if b"\x00" in mail.raw:
+        mail.defects.append("NUL bytes removed")
+    msg = email.message_from_bytes(raw, policy=policy.default)
+    assert isinstance(msg, EmailMessage)
+    mail.msg = msg
+    mail.defects.extend(type(d).__name__ for d in msg.defects)
+    if not msg.keys():
+        raise Refused(Reason.UNPARSEABLE, "no header fields found")
+    if len(msg.keys()) > MAX_HEADERS:
+        raise Refused(Reason.UNPARSEABLE, f"more than {MAX_HEADERS} header fields")
+    try:
+        parts = count_parts(msg)
+    except (ValueError, RecursionError):
+        raise Refused(Reason.UNPARSEABLE, f"MIME nesting deeper than {MAX_DEPTH}") from None
+    if parts > MAX_PARTS:
+        raise Refused(Reason.UNPARSEABLE, f"more than {MAX_PARTS} MIME parts")
+    mail.message_id = first_message_id(header_text(msg, "Message-ID"))
+
+
+def dedupe_key_for(message_id: str, raw: bytes) -> str:
+    """One key per message: its Message-ID, or a hash of the bytes when it has none."""
+    if message_id:
+        return "mid:" + hashlib.sha256(message_id.encode("utf-8", "surrogateescape")).hexdigest()
+    return "raw:" + hashlib.sha256(raw).hexdigest()
+
+
+def refuse_duplicate(mail: Incoming) -> None:
+    """A Message-ID already stored is answered 250 and changes nothing (SPEC §3)."""
+    mail.dedupe_key = dedupe_key_for(mail.message_id, mail.raw)
+    seen = mail.session.exec(select(InboundLog.id).where(InboundLog.dedupe_key == mail.dedupe_key)).first()
+    if seen is not None:
+        raise Discarded(Reason.DUPLICATE, f"same message as log entry {seen}")
+
+
+def classify(mail: Incoming) -> None:
+    """Post, reply, command or bounce, from the recipient addresses.
+
+    The envelope decides; a message injected without one is addressed by its To, Cc
+    and Delivered-To headers, and failing those goes to the status address.
+    """
+    candidates = list(mail.envelope.rcpt_tos)
+    if not candidates:
+        headers = [header_text(mail.message, name) for name in ("Delivered-To", "To", "Cc")]
+        candidates = [address for _, address in getaddresses(headers) if address]
+    found = [r for r in (classify_recipient(a, mail.settings) for a in candidates) if r is not None]
+    if not found:
+        if mail.envelope.rcpt_tos:
+            raise Refused(Reason.UNKNOWN_RECIPIENT, "no recipient is a statusmail address")
+        mail.kind = Kind.POST
+        return
+    best = min(found, key=lambda r: PRIORITY.index(r.kind))
+    mail.kind, mail.token = best.kind, best.detail

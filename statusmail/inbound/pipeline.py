@@ -1,0 +1,150 @@
+"""The inbound pipeline: every message, however it arrived, goes through :func:`run`.
+
+The stages are data: a tuple of named functions per kind of message, run in order
+(Mailman's builtin pipelines are the model). Each stage reads and annotates one
+:class:`Incoming` and may end the pipeline by raising a
+:class:`~statusmail.inbound.outcome.PipelineStop`. The whole run is one transaction: the
+log entry, the post and every outbox row it causes commit together, or not at all; only
+then is the message accepted (``250`` means stored).
+
+A refused or deferred message rolls back what the stages did (an auto-registered user,
+say) and is logged on its own, with its raw bytes, so nothing that reached the gateway
+is lost from view.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+
+from statusmail.errors import StoreUnavailable
+from statusmail.gateway.config import Settings
+from statusmail.inbound import commands, loops, parse, publish, senders, text, threads
+from statusmail.inbound.envelope import Envelope
+from statusmail.inbound.incoming import Incoming
+from statusmail.inbound.outcome import Deferred, Discarded, Held, Outcome, PipelineStop, Reason, Refused
+from statusmail.inbound.recipients import Kind
+from statusmail.logs import redact
+from statusmail.store.db import transaction
+from statusmail.store.models import InboundLog
+
+log = logging.getLogger(__name__)
+
+Stage = Callable[[Incoming], None]
+
+# Stages every message passes, before we know what kind it is.
+INTAKE: tuple[Stage, ...] = (
+    parse.parse_message,
+    parse.refuse_duplicate,
+    parse.classify,
+)
+
+# Who may speak: shared by posts, replies and commands.
+SENDER: tuple[Stage, ...] = (
+    loops.refuse_robots,
+    senders.require_one_sender,
+    senders.check_sender_domain,
+    senders.authenticate_sender,
+    senders.identify_user,
+    senders.refuse_banned,
+)
+
+PIPELINES: dict[Kind, tuple[Stage, ...]] = {
+    Kind.POST: SENDER + (
+        threads.find_parent,
+        senders.limit_rate,
+        text.extract_text,
+        text.enforce_brevity,
+        text.find_tags_and_mentions,
+        publish.collect_holds,
+        publish.store_post,
+        publish.notify,
+    ),
+    Kind.REPLY: SENDER + (
+        threads.find_parent,
+        senders.limit_rate,
+        text.extract_text,
+        text.enforce_brevity,
+        text.find_tags_and_mentions,
+        publish.collect_holds,
+        publish.store_post,
+        publish.notify,
+    ),
+    Kind.COMMAND: SENDER + (commands.run_commands,),
+    Kind.BOUNCE: (loops.record_bounce,),
+}
+
+
+def run(raw: bytes, envelope: Envelope, settings: Settings, engine: Engine) -> Outcome:
+    """Decide and store the fate of one message. Never raises for a bad message."""
+    try:
+        return run_stages(raw, envelope, settings, engine)
+    except StoreUnavailable as exc:
+        log.error("database unavailable for message from %s: %s", redact(envelope.mail_from), exc)
+        return Outcome("refused", Reason.STORE_UNAVAILABLE, str(exc))
+    except Exception:
+        log.exception("pipeline failed on a message from %s", redact(envelope.mail_from))
+        record_refusal(engine, raw, envelope, Reason.INTERNAL_ERROR, "internal error; raw message kept for reprocessing")
+        return Outcome("refused", Reason.INTERNAL_ERROR, "internal error")
+
+
+def run_stages(raw: bytes, envelope: Envelope, settings: Settings, engine: Engine) -> Outcome:
+    try:
+        with transaction(engine) as session:
+            mail = Incoming(raw=raw, envelope=envelope, settings=settings, session=session)
+            try:
+                for stage in INTAKE:
+                    stage(mail)
+                for stage in PIPELINES[mail.kind]:
+                    stage(mail)
+                outcome = Outcome("accepted", Reason.REPLIED if mail.parent else Reason.POSTED)
+            except (Refused, Deferred) as stop:
+                session.rollback()
+                return refuse(engine, mail, stop)
+            except Held as stop:
+                outcome = Outcome("held", stop.reason, stop.detail)
+            except Discarded as stop:
+                if stop.reason is Reason.DUPLICATE:
+                    log.info("duplicate %s from %s: already stored", mail.message_id, redact(mail.sender or envelope.mail_from))
+                    return Outcome("accepted", Reason.DUPLICATE, stop.detail)
+                status = "accepted" if stop.reason in (Reason.COMMANDS, Reason.BOUNCE) else "refused"
+                outcome = Outcome(status, stop.reason, stop.detail)
+            entry = mail.log_entry(outcome)
+            session.add(entry)
+            session.flush()
+            outcome = Outcome(outcome.status, outcome.reason, outcome.detail, mail.post.id if mail.post else None, entry.id)
+    except IntegrityError:
+        # Another session stored the same Message-ID between our check and our commit.
+        log.info("duplicate delivery raced and lost; the first one is stored")
+        return Outcome("accepted", Reason.DUPLICATE, "already received")
+    log.info("%s %s from %s: %s%s", outcome.status, mail.message_id, redact(mail.sender or envelope.mail_from),
+             outcome.reason.value, f" ({redact(outcome.detail)})" if outcome.detail and outcome.detail != outcome.reason.value else "")
+    return outcome
+
+
+def refuse(engine: Engine, mail: Incoming, stop: PipelineStop) -> Outcome:
+    """Log a refusal in its own transaction, with the raw message, and return it."""
+    log.warning("refused %s from %s: %s", mail.message_id or "(no Message-ID)",
+                redact(mail.sender or mail.envelope.mail_from), redact(stop.detail))
+    entry_id = record_refusal(engine, mail.raw, mail.envelope, stop.reason, stop.detail,
+                              message_id=mail.message_id, sender=mail.sender)
+    return Outcome("refused", stop.reason, stop.detail, None, entry_id)
+
+
+def record_refusal(engine: Engine, raw: bytes | None, envelope: Envelope, reason: Reason, detail: str, *,
+                   message_id: str = "", sender: str = "") -> int | None:
+    """Write a refused log entry; a refusal is still logged when the pipeline never ran."""
+    try:
+        with transaction(engine) as session:
+            entry = InboundLog(message_id=message_id, sender=sender or envelope.mail_from,
+                               recipients=", ".join(envelope.rcpt_tos), peer=envelope.peer, source=envelope.source,
+                               outcome="refused", reason=reason.name.lower(), detail=detail[:1000], raw=raw)
+            session.add(entry)
+            session.flush()
+            return entry.id
+    except StoreUnavailable as exc:
+        log.error("could not log refusal (%s): %s", reason.value, exc)
+        return None

@@ -1,0 +1,94 @@
+"""Who sent this, and may they post? (SPEC §3 SMTP answers, §5 Trust.)
+
+The MTA authenticates; the gateway authorizes (DESIGN decision 7). The sender is the
+single From mailbox. ``network`` mode trusts the peer (checked at connection) and the
+From domain; ``authres`` also needs the company MTA's Authentication-Results verdict;
+``dkim`` verifies the signature itself. Every refusal here is ``550 5.7.1`` in the
+dialogue and never a mail to the claimed sender, who may not have sent it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from email.utils import getaddresses
+
+from sqlalchemy import func
+from sqlmodel import select
+
+from statusmail.inbound.incoming import Incoming
+from statusmail.inbound.outcome import Deferred, Reason, Refused
+from statusmail.inbound.parse import header_text
+from statusmail.store.models import Post
+from statusmail.store.users import find_user, normalize_email, register_user
+
+
+def domain_of(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+def domain_allowed(domain: str, allowed: tuple[str, ...]) -> bool:
+    return domain.lower() in {d.lower() for d in allowed}
+
+
+def require_one_sender(mail: Incoming) -> None:
+    """Exactly one From mailbox (RFC 5322 §3.6.2 allows several; a post has one author)."""
+    from_header = header_text(mail.message, "From")
+    mailboxes = [(name, address) for name, address in getaddresses([from_header]) if address]
+    if len(mailboxes) != 1 or "@" not in mailboxes[0][1]:
+        raise Refused(Reason.NOT_AUTHENTICATED, f"need exactly one From mailbox, found {len(mailboxes)}")
+    name, address = mailboxes[0]
+    mail.sender, mail.sender_name = normalize_email(address), " ".join(name.split())[:200]
+
+
+def check_sender_domain(mail: Incoming) -> None:
+    """The From domain must be one of ``policy.allowed_domains``."""
+    if not domain_allowed(domain_of(mail.sender), mail.settings.policy.allowed_domains):
+        raise Refused(Reason.DOMAIN_NOT_ALLOWED, f"From domain {domain_of(mail.sender)} is not in policy.allowed_domains")
+
+
+def authenticate_sender(mail: Incoming) -> None:
+    """Apply ``policy.sender_auth`` beyond the network check."""
+    policy = mail.settings.policy
+    if policy.sender_auth == "network":
+        return
+    domain = domain_of(mail.sender)
+    if policy.sender_auth == "authres":
+        from statusmail.inbound.authres import authres_verdict
+
+        problem = authres_verdict(mail.message, domain, policy.authserv_id)
+    else:
+        from statusmail.inbound.dkimcheck import dkim_verdict
+
+        problem = dkim_verdict(mail.raw, domain)
+    if problem:
+        raise Refused(Reason.NOT_AUTHENTICATED, problem)
+
+
+def identify_user(mail: Incoming) -> None:
+    """Find the sender's user; register them when ``policy.auto_register`` is on."""
+    user = find_user(mail.session, mail.sender)
+    if user is None:
+        if not mail.settings.policy.auto_register:
+            raise Refused(Reason.UNKNOWN_SENDER, f"{mail.sender} is not registered and auto_register is off")
+        user = register_user(mail.session, mail.sender, name=mail.sender_name)
+        mail.new_user = True
+    mail.user = user
+
+
+def refuse_banned(mail: Incoming) -> None:
+    """A banned user is refused; nothing is mailed to them."""
+    assert mail.user is not None
+    if mail.user.banned:
+        raise Refused(Reason.BANNED, f"{mail.sender} is banned: {mail.user.ban_reason}")
+
+
+def limit_rate(mail: Incoming) -> None:
+    """At most ``policy.posts_per_hour`` posts per sender; beyond it, 451 4.7.1."""
+    assert mail.user is not None
+    if mail.user.id is None or mail.new_user:
+        return
+    since = mail.now - timedelta(hours=1)
+    count = mail.session.exec(select(func.count()).select_from(Post).where(
+        Post.author_id == mail.user.id, Post.created_at >= since)).one()
+    if count >= mail.settings.policy.posts_per_hour:
+        raise Deferred(Reason.RATE_LIMITED, f"{count} posts in the last hour (limit {mail.settings.policy.posts_per_hour})")

@@ -1,0 +1,83 @@
+"""From a message to a post's text: subject rules, brevity, tags and mentions (SPEC §3).
+
+The body's new text comes from :func:`statusmail.inbound.extract.extract_body` (quotes,
+signatures and markup removed). A meaningful subject becomes the post's first line; a
+generic one (``status``, ``update``…) or one with a reply or forward prefix does not,
+and a reply's subject never does.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlmodel import col, select
+
+from statusmail.inbound.brevity import count_chars
+from statusmail.inbound.extract import extract_body
+from statusmail.inbound.incoming import Incoming
+from statusmail.inbound.outcome import Discarded, Reason, Refused
+from statusmail.inbound.tags import find_handles, find_tags
+from statusmail.outbound.notices import queue_notice
+from statusmail.store.models import User
+
+GENERIC_SUBJECTS = {"", "status", "update", "post", "fyi", "(no subject)", "no subject", "status update"}
+# Reply and forward prefixes of the clients people use, in their languages: Re, Aw (de),
+# Sv (sv/da/no), Vs (fi), Antw (nl), Odp (pl), Ynt (tr), Fwd/Fw, Wg (de), Tr (fr),
+# Rv/Rif/R (it/es), Enc (pt), Vb (sv), Doorst (nl), Pd (pl).
+PREFIX = re.compile(
+    r"^\s*(?:re|aw|sv|vs|antw|antwort|odp|ynt|res|ref|rif|r|fwd?|wg|tr|rv|enc|vb|doorst|pd|i)\s*(?:\[\d{1,4}\])?\s*[:：]",
+    re.IGNORECASE)
+
+
+def has_reply_prefix(subject: str) -> bool:
+    return PREFIX.match(subject) is not None
+
+
+def meaningful_subject(subject: str) -> str:
+    """The subject as a post's first line, or "" when it says nothing."""
+    flat = " ".join(subject.split())
+    if flat.lower().strip(" .:!-") in GENERIC_SUBJECTS or has_reply_prefix(flat):
+        return ""
+    return flat
+
+
+def compose_text(subject: str, body: str, *, is_reply: bool) -> str:
+    """The post: subject line, a blank line, the body; the subject alone when no body."""
+    first = "" if is_reply else meaningful_subject(subject)
+    body = body.strip()
+    if first and body:
+        return f"{first}\n\n{body}"
+    return first or body
+
+
+def extract_text(mail: Incoming) -> None:
+    """Set the post's text from subject and body; refuse a message with neither."""
+    body = extract_body(mail.message)
+    mail.removed = body.removed
+    mail.text = compose_text(mail.subject, body.text, is_reply=mail.parent is not None)
+    if not mail.text:
+        raise Refused(Reason.EMPTY, "no text in the body and no meaningful subject")
+
+
+def enforce_brevity(mail: Incoming) -> None:
+    """Over ``policy.max_chars``: no post, and the sender is told how long it was."""
+    limit = mail.settings.policy.max_chars
+    length = count_chars(mail.text)
+    if length <= limit:
+        return
+    assert mail.user is not None
+    queue_notice(mail.session, mail.settings, mail.user, "too_long",
+                 subject=f"Not posted: your update is {length} characters (the limit is {limit})",
+                 context={"length": length, "limit": limit, "text": mail.text},
+                 in_reply_to=mail.message_id)
+    raise Discarded(Reason.TOO_LONG, f"{length} characters, the limit is {limit}")
+
+
+def find_tags_and_mentions(mail: Incoming) -> None:
+    """Record ``#tags`` and resolve ``@handles`` to users (unknown handles are plain text)."""
+    mail.tags = find_tags(mail.text)
+    handles = find_handles(mail.text)
+    if handles:
+        users = mail.session.exec(select(User).where(col(User.handle).in_(handles))).all()
+        by_handle = {u.handle: u for u in users}
+        mail.mentioned = [by_handle[h] for h in handles if h in by_handle]

@@ -1,0 +1,34 @@
+"""Automatic answers to a sender: an over-long update, a rejected post.
+
+Each is ``Auto-Submitted: auto-replied`` (RFC 3834 §5) and counts against
+``policy.auto_answers_per_hour`` for its recipient, so that a robot nobody recognised
+cannot keep a loop going: past the cap the answer is skipped and the log says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlmodel import Session
+
+from statusmail.gateway.config import Settings
+from statusmail.logs import redact
+from statusmail.outbound.compose import Draft, build_message
+from statusmail.outbound.outbox import auto_answers_left, enqueue
+from statusmail.store.models import Outbox, User
+
+log = logging.getLogger(__name__)
+
+
+def queue_notice(session: Session, settings: Settings, user: User, template: str, *, subject: str,
+                 context: dict[str, Any], in_reply_to: str = "", kind: str = "notice") -> Outbox | None:
+    """Queue one automatic answer to ``user``, unless their hourly cap is reached."""
+    if auto_answers_left(session, user.email, settings) <= 0:
+        log.warning("not answering %s: auto_answers_per_hour reached", redact(user.email))
+        return None
+    draft = Draft(to=user.email, to_name=user.name, subject=subject, template=f"notice/{template}",
+                  context={"name": user.name or user.email, **context}, auto_submitted="auto-replied",
+                  reply_to=settings.gateway.address, in_reply_to=in_reply_to,
+                  references=[in_reply_to] if in_reply_to else [])
+    return enqueue(session, build_message(draft, settings), settings, kind=kind, to=user.email, user_id=user.id)

@@ -1,0 +1,105 @@
+"""Who is told about a post, and the threaded mail they get (SPEC §3, §4).
+
+A reply is announced to the thread's author, its earlier repliers and the users it
+mentions; a new post to the users it mentions. Never to the post's own author, a user
+who muted the thread, a banned user, or an address suspended after hard bounces.
+
+Each notification threads in every client (DESIGN decision 6): the subject is always
+``Re: <first line of the root>``; In-Reply-To names the post being answered and
+References chains the root's original Message-ID, the last mail this recipient got in
+the thread and the parent, so it sits under the author's own sent message; Outlook gets
+Thread-Topic and a child Thread-Index of the root's.
+"""
+
+from __future__ import annotations
+
+from sqlmodel import Session, col, select
+
+from statusmail.gateway.config import Settings
+from statusmail.inbound.recipients import token_address
+from statusmail.outbound.compose import Draft, build_message, one_line
+from statusmail.outbound.outbox import enqueue
+from statusmail.outbound.threadindex import child_thread_index
+from statusmail.outbound.tokens import token_for
+from statusmail.store.models import Mention, Mute, Outbox, Post, User, utcnow
+from statusmail.store.users import display_name
+
+QUOTE_CHARS = 200
+
+
+def first_line(text: str, limit: int = 100) -> str:
+    line = next((ln for ln in text.splitlines() if ln.strip()), "")
+    return one_line(line, limit)
+
+
+def thread_subject(root: Post) -> str:
+    return f"Re: {first_line(root.body)}"
+
+
+def recipients_for(session: Session, post: Post) -> list[tuple[User, str]]:
+    """(user, why) for everyone to tell about ``post``, each once."""
+    wanted: dict[int, str] = {}
+    mentioned = session.exec(select(Mention.user_id).where(Mention.post_id == post.id)).all()
+    for user_id in mentioned:
+        wanted.setdefault(user_id, "mention")
+    if post.parent_id is not None:
+        root = session.get(Post, post.thread_id)
+        if root is not None:
+            wanted.setdefault(root.author_id, "thread")
+        earlier = session.exec(select(Post.author_id).where(Post.thread_id == post.thread_id, Post.status == "visible",
+                                                            col(Post.id) < post.id)).all()
+        for author_id in earlier:
+            wanted.setdefault(author_id, "thread")
+    wanted.pop(post.author_id, None)
+    if not wanted:
+        return []
+    muted = set(session.exec(select(Mute.user_id).where(Mute.thread_id == post.thread_id)).all())
+    users = session.exec(select(User).where(col(User.id).in_(list(wanted)))).all()
+    return [(u, wanted[u.id]) for u in sorted(users, key=lambda u: u.id)  # type: ignore[arg-type, index]
+            if u.id not in muted and not u.banned and not u.mail_suspended]
+
+
+def last_mail_in_thread(session: Session, user_id: int, thread_id: int) -> str:
+    """The Message-ID of the newest mail this user got about this thread, or ""."""
+    return session.exec(select(Outbox.message_id).join(Post, col(Post.id) == Outbox.post_id)
+                        .where(Outbox.user_id == user_id, Post.thread_id == thread_id)
+                        .order_by(col(Outbox.id).desc())).first() or ""
+
+
+def notify_post(session: Session, settings: Settings, post: Post) -> int:
+    """Queue a notification per recipient of a visible post. Returns how many."""
+    if post.status != "visible":
+        return 0
+    root = session.get(Post, post.thread_id) or post
+    parent = session.get(Post, post.parent_id) if post.parent_id else None
+    author = session.get(User, post.author_id)
+    assert author is not None
+    now = utcnow()
+    count = 0
+    for user, why in recipients_for(session, post):
+        assert user.id is not None and post.id is not None and root.id is not None
+        references = [root.message_id, last_mail_in_thread(session, user.id, root.id)]
+        if parent is not None:
+            references.append(parent.message_id)
+        references.append(post.message_id)
+        in_reply_to = post.message_id
+        context = {
+            "name": display_name(user),
+            "author": display_name(author),
+            "why": why,
+            "is_reply": parent is not None,
+            "text": post.body,
+            "quote": (parent.body[:QUOTE_CHARS] + ("…" if len(parent.body) > QUOTE_CHARS else "")) if parent else "",
+            "quote_author": display_name(session.get(User, parent.author_id)) if parent else "",  # type: ignore[arg-type]
+            "reply_address": token_address(token_for(session, user.id, post.id), settings),
+            "root_subject": first_line(root.body),
+        }
+        draft = Draft(to=user.email, to_name=user.name, subject=thread_subject(root), template="notify/post",
+                      context=context, reply_to=context["reply_address"], in_reply_to=in_reply_to,
+                      references=list(dict.fromkeys(r for r in references if r)),
+                      thread_topic=first_line(root.body), thread_index=child_thread_index(root.thread_index, now)
+                      if root.thread_index else "")
+        enqueue(session, build_message(draft, settings, now=now), settings, kind="notification", to=user.email,
+                user_id=user.id, post_id=post.id)
+        count += 1
+    return count

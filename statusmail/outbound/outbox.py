@@ -1,0 +1,169 @@
+"""The durable outbox: the only way mail leaves statusmail.
+
+A message is written as an outbox row in the same transaction as the change that caused
+it (:func:`enqueue`), so a crash can neither lose it nor send mail about something that
+was rolled back. The worker claims due rows with a lease, hands them to the transport
+and marks them sent; a failure schedules the next attempt with exponential backoff and
+jitter, and after :data:`MAX_ATTEMPTS` the row is marked failed, visible in
+``statusmail outbox list`` until ``outbox retry``. On PostgreSQL the claim uses
+``FOR UPDATE SKIP LOCKED`` so several ``serve`` processes share the work; a lease that
+expires (a worker killed mid-send) makes the row due again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.policy import SMTP
+
+from sqlalchemy import Engine, func
+from sqlmodel import Session, col, or_, select, update
+
+from statusmail.errors import PermanentTransportError, StoreUnavailable, TransportError
+from statusmail.gateway.config import Settings
+from statusmail.inbound.recipients import bounce_address
+from statusmail.logs import redact
+from statusmail.outbound.transport import Transport
+from statusmail.store.db import transaction
+from statusmail.store.models import Outbox, utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 8
+BASE_DELAY = timedelta(seconds=30)
+MAX_DELAY = timedelta(hours=2)
+LEASE = timedelta(minutes=5)
+BATCH = 50
+# Kinds that answer a sender automatically; capped by policy.auto_answers_per_hour.
+AUTO_ANSWERS = ("notice", "command", "rejection")
+
+
+def enqueue(session: Session, msg: EmailMessage, settings: Settings, *, kind: str, to: str,
+            user_id: int | None = None, post_id: int | None = None) -> Outbox:
+    """Record ``msg`` for sending; part of the caller's transaction."""
+    key = secrets.token_hex(8)
+    row = Outbox(kind=kind, to_addr=to, envelope_from=bounce_address(key, settings), subject=str(msg["Subject"] or ""),
+                 message_id=str(msg["Message-ID"]), post_id=post_id, user_id=user_id,
+                 raw=msg.as_bytes(policy=SMTP), bounce_key=key)
+    session.add(row)
+    return row
+
+
+def auto_answers_left(session: Session, address: str, settings: Settings, now: datetime | None = None) -> int:
+    """How many more automatic answers ``address`` may get this hour (a loop breaker)."""
+    since = (now or utcnow()) - timedelta(hours=1)
+    sent = session.exec(select(func.count()).select_from(Outbox).where(
+        Outbox.to_addr == address, col(Outbox.kind).in_(AUTO_ANSWERS), Outbox.created_at >= since)).one()
+    return max(0, settings.policy.auto_answers_per_hour - sent)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Exponential backoff with full jitter, so a recovered relay is not stampeded."""
+    ceiling = min(MAX_DELAY, BASE_DELAY * (2 ** max(0, attempts - 1)))
+    return timedelta(seconds=random.uniform(ceiling.total_seconds() / 2, ceiling.total_seconds()))
+
+
+def claim_due(engine: Engine, limit: int = BATCH, now: datetime | None = None) -> list[Outbox]:
+    """Lease up to ``limit`` due rows to this worker."""
+    now = now or utcnow()
+    with transaction(engine) as session:
+        query = (select(Outbox).where(Outbox.status == "queued", Outbox.next_attempt_at <= now,
+                                      or_(col(Outbox.claimed_until).is_(None), col(Outbox.claimed_until) < now))
+                 .order_by(col(Outbox.next_attempt_at), col(Outbox.id)).limit(limit))
+        if engine.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        rows = list(session.exec(query))
+        for row in rows:
+            row.claimed_until = now + LEASE
+            session.add(row)
+    return rows
+
+
+def mark_sent(engine: Engine, row_id: int) -> None:
+    with transaction(engine) as session:
+        session.exec(update(Outbox).where(col(Outbox.id) == row_id)  # type: ignore[call-overload]
+                     .values(status="sent", sent_at=utcnow(), claimed_until=None, attempts=Outbox.attempts + 1,
+                             last_error=""))
+
+
+def mark_failed_attempt(engine: Engine, row: Outbox, error: str, *, permanent: bool = False) -> None:
+    """Schedule the next try, or give up after MAX_ATTEMPTS (or at once on a 5xx)."""
+    attempts = row.attempts + 1
+    give_up = permanent or attempts >= MAX_ATTEMPTS
+    with transaction(engine) as session:
+        session.exec(update(Outbox).where(col(Outbox.id) == row.id)  # type: ignore[call-overload]
+                     .values(attempts=attempts, last_error=error[:500], claimed_until=None,
+                             status="failed" if give_up else "queued",
+                             next_attempt_at=utcnow() + retry_delay(attempts)))
+    level = logging.ERROR if give_up else logging.WARNING
+    log.log(level, "outbox %s to %s: %s (attempt %d%s)", row.id, redact(row.to_addr), redact(error), attempts,
+            ", giving up" if give_up else "")
+
+
+def retry(session: Session, row_id: int | None = None) -> int:
+    """Make one unsent row (or every unsent row) due now. Returns how many."""
+    query = update(Outbox).where(col(Outbox.status).in_(("queued", "failed")))
+    if row_id is not None:
+        query = query.where(col(Outbox.id) == row_id)
+    result = session.exec(query.values(status="queued", next_attempt_at=utcnow(), claimed_until=None))  # type: ignore[call-overload]
+    return int(result.rowcount or 0)
+
+
+async def deliver(engine: Engine, transport: Transport, row: Outbox) -> bool:
+    """Send one claimed row and record the result. True when sent."""
+    try:
+        await transport.send(row.envelope_from, row.to_addr, row.raw)
+    except PermanentTransportError as exc:
+        await asyncio.to_thread(mark_failed_attempt, engine, row, str(exc), permanent=True)
+        return False
+    except TransportError as exc:
+        await asyncio.to_thread(mark_failed_attempt, engine, row, str(exc))
+        return False
+    await asyncio.to_thread(mark_sent, engine, row.id)  # type: ignore[arg-type]
+    log.info("outbox %s sent to %s (%s)", row.id, redact(row.to_addr), row.kind)
+    return True
+
+
+async def drain(engine: Engine, transport: Transport, limit: int = BATCH) -> int:
+    """Send what is due now, once. Returns the number sent."""
+    rows = await asyncio.to_thread(claim_due, engine, limit)
+    sent = 0
+    for row in rows:
+        sent += await deliver(engine, transport, row)
+    return sent
+
+
+class OutboxWorker:
+    """Runs beside the listener: drains the outbox, wakes early when poked."""
+
+    def __init__(self, engine: Engine, transport: Transport, idle_seconds: float = 2.0) -> None:
+        self.engine, self.transport, self.idle_seconds = engine, transport, idle_seconds
+        self.wakeup = asyncio.Event()
+        self._stopping = False
+
+    def poke(self) -> None:
+        """Something was enqueued: look now instead of at the next tick."""
+        self.wakeup.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            try:
+                sent = await drain(self.engine, self.transport)
+            except StoreUnavailable as exc:
+                log.warning("outbox: database unavailable: %s", exc)
+                sent = 0
+            if sent == 0 and not self._stopping:
+                self.wakeup.clear()
+                try:
+                    await asyncio.wait_for(self.wakeup.wait(), self.idle_seconds)
+                except asyncio.TimeoutError:
+                    pass
+        await self.transport.close()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.wakeup.set()

@@ -1,0 +1,143 @@
+"""Where composed mail goes: a Maildir, an SMTP relay, or memory (tests).
+
+A transport takes bytes that are already a complete RFC 5322 message. Failures that a
+retry may cure raise :class:`TransportError`; a relay's 5xx raises
+:class:`PermanentTransportError`. The SMTP transport keeps one connection open and
+reuses it across messages, reconnecting when the relay has closed it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mailbox
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import aiosmtplib
+
+from statusmail.errors import ConfigError, PermanentTransportError, TransportError
+from statusmail.gateway.config import Settings, read_secret_file
+
+
+class Transport(Protocol):
+    async def send(self, envelope_from: str, recipient: str, raw: bytes) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MaildirTransport:
+    """Writes each message into a Maildir (``new/``); a local MUA or test reads it there."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def _deliver(self, envelope_from: str, recipient: str, raw: bytes) -> None:
+        box = mailbox.Maildir(self.path, create=True)
+        # Return-Path and Delivered-To as a local delivery agent would add them (RFC 5321 §4.4).
+        header = f"Return-Path: <{envelope_from}>\r\nDelivered-To: {recipient}\r\n".encode()
+        box.add(header + raw)
+
+    async def send(self, envelope_from: str, recipient: str, raw: bytes) -> None:
+        try:
+            await asyncio.to_thread(self._deliver, envelope_from, recipient, raw)
+        except OSError as exc:
+            raise TransportError(f"maildir {self.path}: {exc.strerror or exc}") from exc
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass
+class MemoryTransport:
+    """Keeps messages in a list; ``failures`` makes the next N sends fail (tests)."""
+
+    sent: list[tuple[str, str, bytes]] = field(default_factory=list)
+    failures: int = 0
+
+    async def send(self, envelope_from: str, recipient: str, raw: bytes) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise TransportError("memory transport told to fail")
+        self.sent.append((envelope_from, recipient, raw))
+
+    async def close(self) -> None:
+        return None
+
+
+class SmtpTransport:
+    """Relays through an SMTP server with aiosmtplib, reusing one connection."""
+
+    def __init__(self, host: str, port: int, *, starttls: bool = False, implicit_tls: bool = False,
+                 username: str = "", password: str = "", timeout: float = 30) -> None:
+        self.host, self.port = host, port
+        self.starttls, self.implicit_tls = starttls, implicit_tls
+        self.username, self.password = username, password
+        self.timeout = timeout
+        self._client: aiosmtplib.SMTP | None = None
+        self._lock = asyncio.Lock()
+
+    async def _connected(self) -> aiosmtplib.SMTP:
+        if self._client is not None and self._client.is_connected:
+            return self._client
+        client = aiosmtplib.SMTP(hostname=self.host, port=self.port, timeout=self.timeout,
+                                 use_tls=self.implicit_tls, start_tls=self.starttls if self.starttls else False)
+        await client.connect()
+        if self.username:
+            await client.login(self.username, self.password)
+        self._client = client
+        return client
+
+    async def send(self, envelope_from: str, recipient: str, raw: bytes) -> None:
+        async with self._lock:
+            try:
+                client = await self._connected()
+                await client.sendmail(envelope_from, [recipient], raw)
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                codes = [error.code for error in exc.recipients]
+                await self._reset()
+                if codes and all(500 <= code < 600 for code in codes):
+                    raise PermanentTransportError(f"relay refused {recipient}: {exc.recipients[0].message}") from exc
+                raise TransportError(f"relay deferred {recipient}") from exc
+            except aiosmtplib.SMTPResponseException as exc:
+                await self._reset()
+                if 500 <= exc.code < 600:
+                    raise PermanentTransportError(f"relay answered {exc.code} {exc.message}") from exc
+                raise TransportError(f"relay answered {exc.code} {exc.message}") from exc
+            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+                await self._reset()
+                raise TransportError(f"relay {self.host}:{self.port}: {exc}") from exc
+
+    async def _reset(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection may fail any way
+                pass
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and client.is_connected:
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+                client.close()
+
+
+def make_transport(settings: Settings) -> Transport:
+    """The transport named by ``outbound.transport``."""
+    spec = settings.outbound.transport
+    if spec.startswith("maildir:"):
+        return MaildirTransport(os.path.expanduser(spec.removeprefix("maildir:")))
+    if spec.startswith("memory:"):
+        return MemoryTransport()
+    parts = urlsplit(spec)
+    if not parts.hostname:
+        raise ConfigError(f"outbound.transport: no host in {spec!r}")
+    password = read_secret_file("outbound.password_file", settings.outbound.password_file)
+    default_port = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}[parts.scheme]
+    return SmtpTransport(parts.hostname, parts.port or default_port, starttls=parts.scheme == "smtp+starttls",
+                         implicit_tls=parts.scheme == "smtps", username=settings.outbound.username, password=password)

@@ -1,0 +1,131 @@
+"""The command line through CliRunner on the real command group (SPEC §6)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import make_mail
+
+
+def inject(cli, mail) -> object:
+    return cli("inject", input=mail.as_bytes())
+
+
+def test_init_creates_the_database_and_secret_and_is_idempotent(cli, tmp_path):
+    first = cli("init")
+    assert first.exit_code == 0 and "created" in first.stdout
+    secret = Path(tmp_path / "secret.key")
+    key = secret.read_text()
+    assert len(key.strip()) == 64 and oct(secret.stat().st_mode & 0o777) == "0o600"
+    second = cli("init")
+    assert second.exit_code == 0 and "up to date" in second.stdout
+    assert secret.read_text() == key
+
+
+def test_inject_posts_and_exits_0_then_posts_list_shows_it_as_json(cli):
+    result = inject(cli, make_mail(body="Launched the new onboarding flow #growth", subject="status"))
+    assert result.exit_code == 0 and result.stdout.startswith("accepted")
+    listed = cli("posts", "list", "--json")
+    [post] = json.loads(listed.stdout)
+    assert set(post) >= {"id", "author", "author_name", "body", "created_at", "thread_id", "parent_id", "tags",
+                         "mentions", "status", "reply_count", "message_id"}
+    assert post["author"] == "alice@corp.example" and post["author_name"] == "Alice Example"
+    assert post["body"] == "Launched the new onboarding flow #growth"
+    assert post["tags"] == ["growth"] and post["thread_id"] == post["id"] and post["parent_id"] is None
+    assert post["created_at"].endswith("Z")
+
+
+def test_inject_exits_1_when_refused(cli):
+    result = inject(cli, make_mail(sender="eve@elsewhere.example"))
+    assert result.exit_code == 1 and result.stdout.startswith("refused")
+
+
+def test_inject_of_an_over_long_update_exits_1_and_queues_the_answer(cli):
+    result = inject(cli, make_mail(body="w " * 200, subject="status"))
+    assert result.exit_code == 1 and "too long" in result.stdout
+    [mail] = json.loads(cli("outbox", "list", "--json").stdout)
+    assert mail["kind"] == "notice" and mail["to"] == "alice@corp.example" and mail["status"] == "queued"
+    assert json.loads(cli("posts", "list", "--json").stdout) == []
+
+
+def test_users_add_show_and_list(cli):
+    assert cli("users", "add", "carol@corp.example", "--name", "Carol", "--role", "leader", "--team", "ops",
+               "--timezone", "Asia/Tokyo").exit_code == 0
+    shown = json.loads(cli("users", "show", "carol@corp.example", "--json").stdout)
+    assert shown == {"email": "carol@corp.example", "name": "Carol", "handle": "carol", "role": "leader",
+                     "team": "ops", "manager": None, "timezone": "Asia/Tokyo", "digest": "daily", "banned": False,
+                     "ban_reason": "", "mail_suspended": False, "hard_bounces": 0}
+    listed = json.loads(cli("users", "list", "--json").stdout)
+    assert [u["email"] for u in listed] == ["carol@corp.example"]
+    table = cli("users", "list").stdout.splitlines()
+    assert table[0].split()[:3] == ["EMAIL", "NAME", "HANDLE"] and "carol@corp.example" in table[1]
+
+
+def test_an_unknown_user_or_post_is_one_line_on_stderr_and_exit_1(cli):
+    cli("init")
+    result = cli("users", "show", "nobody@corp.example")
+    assert result.exit_code == 1 and result.stderr.strip() == "Error: no such user: nobody@corp.example"
+    result = cli("posts", "show", "999")
+    assert result.exit_code == 1 and "no such post: 999" in result.stderr
+
+
+def test_bad_usage_exits_2(cli):
+    assert cli("posts", "list", "--status", "sideways").exit_code == 2
+    assert cli("posts", "list", "--since", "yesterday-ish").exit_code == 2
+    assert cli("outbox", "retry").exit_code == 2
+    assert cli("users", "add", "not-an-address").exit_code == 2
+
+
+def test_posts_list_filters_by_author_tag_status_and_limit(cli):
+    inject(cli, make_mail(body="one #alpha", subject="status"))
+    inject(cli, make_mail(body="two #beta", subject="status", sender="bob@corp.example"))
+    inject(cli, make_mail(body="three #alpha", subject="status"))
+    bodies = lambda *args: [p["body"] for p in json.loads(cli("posts", "list", "--json", *args).stdout)]  # noqa: E731
+    assert bodies() == ["three #alpha", "two #beta", "one #alpha"]
+    assert bodies("--author", "bob@corp.example") == ["two #beta"]
+    assert bodies("--tag", "alpha") == ["three #alpha", "one #alpha"]
+    assert bodies("--limit", "1") == ["three #alpha"]
+    assert bodies("--status", "hidden") == []
+
+
+def test_log_lists_every_message_with_outcome_and_filters(cli):
+    inject(cli, make_mail(body="fine", subject="status"))
+    inject(cli, make_mail(sender="eve@elsewhere.example"))
+    entries = json.loads(cli("log", "--json").stdout)
+    assert [e["outcome"] for e in entries] == ["refused", "accepted"]
+    assert set(entries[0]) >= {"id", "received_at", "message_id", "sender", "outcome", "reason", "post_id"}
+    assert entries[0]["reason"].startswith("domain_not_allowed")
+    assert entries[1]["post_id"] is not None
+    refused = json.loads(cli("log", "--outcome", "refused", "--json").stdout)
+    assert [e["sender"] for e in refused] == ["eve@elsewhere.example"]
+
+
+def test_outbox_retry_makes_failed_mail_due_and_says_when_there_is_none(cli):
+    cli("init")
+    result = cli("outbox", "retry", "--all")
+    assert result.exit_code == 0 and result.stdout.strip() == "0 mail(s) due now"
+    assert cli("outbox", "retry", "42").exit_code == 1
+
+
+def test_check_reports_database_and_relay(cli):
+    cli("init")
+    result = cli("check")
+    assert result.exit_code == 0
+    assert "ok    database: reachable" in result.stdout and "ok    relay: Maildir" in result.stdout
+
+
+def test_check_fails_on_an_uninitialised_database(cli):
+    result = cli("check")
+    assert result.exit_code == 1 and "FAIL  database" in result.stdout
+
+
+def test_a_bad_configuration_is_exit_1_naming_the_key(tmp_path):
+    from click.testing import CliRunner
+
+    from statusmail.cli import main
+
+    config = tmp_path / "bad.toml"
+    config.write_text("[policy]\nmax_chars = -1\n")
+    result = CliRunner().invoke(main, ["users", "list", "--config", str(config)])
+    assert result.exit_code == 1 and "policy.max_chars" in result.stderr

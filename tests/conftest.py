@@ -1,0 +1,184 @@
+"""Shared fixtures: a configured gateway on a temporary SQLite database (or the
+PostgreSQL server named by STATUSMAIL_TEST_DATABASE_URL), a real SMTP listener on an
+ephemeral loopback port, and the Maildir that outbound mail lands in."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import mailbox
+import os
+import smtplib
+import threading
+import uuid
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import text
+
+from statusmail.gateway.config import Settings, load_settings
+from statusmail.store.db import make_engine, upgrade
+
+CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
+PG_URL = os.environ.get("STATUSMAIL_TEST_DATABASE_URL", "")
+
+
+def fresh_postgres_url() -> str:
+    """A new, empty database on the test server, so tests never see each other's rows."""
+    admin = make_engine(PG_URL).execution_options(isolation_level="AUTOCOMMIT")
+    name = f"statusmail_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return PG_URL.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(params=["sqlite"] + (["postgresql"] if PG_URL else []))
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgresql":
+        return fresh_postgres_url()
+    return f"sqlite:///{tmp_path}/statusmail.db"
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/statusmail.db"
+
+
+def write_config(tmp_path: Path, database_url: str, extra: str = "") -> Path:
+    config = tmp_path / "statusmail.toml"
+    config.write_text(f"""
+[gateway]
+address = "status@corp.example"
+request_address = "status-request@corp.example"
+database_url = "{database_url}"
+secret_key_file = "{tmp_path}/secret.key"
+
+[outbound]
+transport = "maildir:{tmp_path}/outbox"
+
+[policy]
+allowed_domains = ["corp.example"]
+{extra}
+""")
+    return config
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, database_url: str) -> Path:
+    return write_config(tmp_path, database_url)
+
+
+@pytest.fixture
+def settings(config_file: Path) -> Settings:
+    return load_settings(str(config_file), environ={})
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Any]:
+    engine = make_engine(settings.gateway.database_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+class RunningGateway:
+    """`statusmail serve`'s Gateway on an event loop in a thread, for smtplib to talk to."""
+
+    def __init__(self, settings: Settings, engine: Any) -> None:
+        from statusmail.gateway.serve import Gateway
+
+        self.settings, self.engine = settings, engine
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.gateway = Gateway(settings, engine)
+        self.call(self.gateway.start(0))
+        self.port = self.gateway.port
+
+    def call(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(60)
+
+    def smtp(self) -> smtplib.SMTP:
+        return smtplib.SMTP("127.0.0.1", self.port, timeout=30)
+
+    def send(self, raw: bytes | str | EmailMessage, mail_from: str = "alice@corp.example",
+             to: str | list[str] = "status@corp.example") -> tuple[int, str]:
+        """One transaction; the reply to DATA (or to the first refused command)."""
+        if isinstance(raw, EmailMessage):
+            raw = raw.as_bytes(policy=policy.SMTP)  # smtplib sends bytes as they are: CRLF needed
+        if isinstance(raw, str):
+            raw = raw.encode()
+        with self.smtp() as client:
+            client.ehlo()
+            code, reply = client.mail(mail_from)
+            if code != 250:
+                return code, reply.decode()
+            for rcpt in [to] if isinstance(to, str) else to:
+                code, reply = client.rcpt(rcpt)
+                if code != 250:
+                    return code, reply.decode()
+            code, reply = client.data(raw)
+            return code, reply.decode()
+
+    def flush_outbox(self) -> int:
+        from statusmail.outbound.outbox import drain
+
+        return self.call(drain(self.engine, self.gateway.transport))
+
+    def stop(self) -> None:
+        self.call(self.gateway.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture
+def gateway(settings: Settings, engine: Any) -> Iterator[RunningGateway]:
+    running = RunningGateway(settings, engine)
+    yield running
+    running.stop()
+
+
+def outbox_messages(settings: Settings) -> list[EmailMessage]:
+    """Every message the Maildir transport delivered, oldest first."""
+    path = settings.outbound.transport.removeprefix("maildir:")
+    if not Path(path).exists():
+        return []
+    box = mailbox.Maildir(path, create=False)
+    items = []
+    for key in box.keys():
+        with box.get_file(key) as handle:
+            items.append((key, handle.read()))
+    items.sort(key=lambda kv: kv[0])
+    return [email.message_from_bytes(raw, policy=policy.default) for _, raw in items]  # type: ignore[misc]
+
+
+def make_mail(body: str = "Shipped the billing export #billing", subject: str = "Billing export done",
+              sender: str = "Alice Example <alice@corp.example>", to: str = "status@corp.example",
+              **headers: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Message-ID"] = email.utils.make_msgid(domain="corp.example")
+    for name, value in headers.items():
+        msg[name.replace("_", "-")] = value
+    msg.set_content(body)
+    return msg
+
+
+@pytest.fixture
+def cli(config_file: Path) -> Any:
+    """Invoke the real command group with this test's configuration."""
+    from statusmail.cli import main
+
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | bytes | None = None) -> Any:
+        return runner.invoke(main, ["--config", str(config_file), *args], input=input, catch_exceptions=False)
+    return invoke
