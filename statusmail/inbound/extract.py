@@ -68,13 +68,13 @@ def find_text_parts(msg: Message) -> tuple[Message | None, Message | None]:
         part = stack.pop(0)
         seen += 1
         ctype = _content_type(part)
+        if ctype == "message/rfc822" or (part is not msg and is_attachment(part)):
+            continue  # a forwarded message or a file, not what the sender typed
         if part.is_multipart():
             children = part.get_payload()
             if isinstance(children, list):
                 stack[0:0] = [c for c in children if isinstance(c, Message)]
                 continue
-        if ctype == "message/rfc822" or (part is not msg and is_attachment(part)):
-            continue  # a forwarded message or a file, not what the sender typed
         if ctype == "text/plain" or (ctype.startswith("multipart/") and part is msg):
             plain = plain or part  # a multipart without parts: read it as text
         elif ctype == "text/html":
