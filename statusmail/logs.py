@@ -39,3 +39,4 @@ def setup_logging(level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-line chatter
+    logging.getLogger("alembic").setLevel(logging.WARNING)
