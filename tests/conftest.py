@@ -10,6 +10,7 @@ import mailbox
 import os
 import smtplib
 import threading
+import time
 import uuid
 from email import policy
 from email.message import EmailMessage
@@ -126,9 +127,23 @@ class RunningGateway:
             return code, reply.decode()
 
     def flush_outbox(self) -> int:
-        from statusmail.outbound.outbox import drain
+        """Send what is due, and wait until the worker has nothing queued in flight."""
+        from sqlalchemy import func
+        from sqlmodel import Session, select
 
-        return self.call(drain(self.engine, self.gateway.transport))
+        from statusmail.outbound.outbox import drain
+        from statusmail.store.models import Outbox
+
+        sent = 0
+        for _ in range(200):
+            sent += self.call(drain(self.engine, self.gateway.transport))
+            with Session(self.engine) as session:
+                busy = session.exec(select(func.count()).select_from(Outbox).where(
+                    Outbox.status == "queued", Outbox.attempts == 0)).one()
+            if not busy:
+                return sent
+            time.sleep(0.05)
+        raise AssertionError("the outbox did not drain")
 
     def stop(self) -> None:
         self.call(self.gateway.stop())
@@ -147,7 +162,7 @@ def gateway(settings: Settings, engine: Any) -> Iterator[RunningGateway]:
 def outbox_messages(settings: Settings) -> list[EmailMessage]:
     """Every message the Maildir transport delivered, oldest first."""
     path = settings.outbound.transport.removeprefix("maildir:")
-    if not Path(path).exists():
+    if not (Path(path) / "cur").exists():
         return []
     box = mailbox.Maildir(path, create=False)
     items = []

@@ -68,18 +68,25 @@ def retry_delay(attempts: int) -> timedelta:
 
 
 def claim_due(engine: Engine, limit: int = BATCH, now: datetime | None = None) -> list[Outbox]:
-    """Lease up to ``limit`` due rows to this worker."""
+    """Lease up to ``limit`` due rows to this worker, atomically.
+
+    The lease is taken by a conditional UPDATE … RETURNING, so two workers that saw the
+    same due rows (SQLite has no SKIP LOCKED) cannot both win one: sent is sent once.
+    """
     now = now or utcnow()
+    due = or_(col(Outbox.claimed_until).is_(None), col(Outbox.claimed_until) < now)
     with transaction(engine) as session:
-        query = (select(Outbox).where(Outbox.status == "queued", Outbox.next_attempt_at <= now,
-                                      or_(col(Outbox.claimed_until).is_(None), col(Outbox.claimed_until) < now))
+        query = (select(Outbox.id).where(Outbox.status == "queued", Outbox.next_attempt_at <= now, due)
                  .order_by(col(Outbox.next_attempt_at), col(Outbox.id)).limit(limit))
         if engine.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
-        rows = list(session.exec(query))
-        for row in rows:
-            row.claimed_until = now + LEASE
-            session.add(row)
+        ids = list(session.exec(query))
+        if not ids:
+            return []
+        won = session.exec(update(Outbox).where(col(Outbox.id).in_(ids), Outbox.status == "queued", due)  # type: ignore[call-overload]
+                           .values(claimed_until=now + LEASE).returning(Outbox.id))
+        claimed = [row[0] for row in won]
+        rows = list(session.exec(select(Outbox).where(col(Outbox.id).in_(claimed)).order_by(col(Outbox.id))))
     return rows
 
 
