@@ -197,3 +197,25 @@ def cli(config_file: Path) -> Any:
     def invoke(*args: str, input: str | bytes | None = None) -> Any:
         return runner.invoke(main, ["--config", str(config_file), *args], input=input, catch_exceptions=False)
     return invoke
+
+
+@pytest.fixture
+def cli_for() -> Any:
+    """A CLI invoker, settings and engine for a configuration file a test wrote itself."""
+    from statusmail.cli import main
+
+    engines = []
+
+    def build(config: Path) -> tuple[Any, Settings, Any]:
+        runner = CliRunner()
+        settings = load_settings(str(config), environ={})
+        engine = make_engine(settings.gateway.database_url)
+        upgrade(engine)
+        engines.append(engine)
+
+        def invoke(*args: str, input: str | bytes | None = None) -> Any:
+            return runner.invoke(main, ["--config", str(config), *args], input=input, catch_exceptions=False)
+        return invoke, settings, engine
+    yield build
+    for engine in engines:
+        engine.dispose()

@@ -72,6 +72,8 @@ def notify_post(session: Session, settings: Settings, post: Post) -> int:
         return 0
     root = session.get(Post, post.thread_id) or post
     parent = session.get(Post, post.parent_id) if post.parent_id else None
+    # A hidden or deleted post is never quoted to anyone.
+    quoted = parent if parent is not None and parent.status == "visible" else None
     author = session.get(User, post.author_id)
     assert author is not None
     now = utcnow()
@@ -89,8 +91,8 @@ def notify_post(session: Session, settings: Settings, post: Post) -> int:
             "why": why,
             "is_reply": parent is not None,
             "text": post.body,
-            "quote": (parent.body[:QUOTE_CHARS] + ("…" if len(parent.body) > QUOTE_CHARS else "")) if parent else "",
-            "quote_author": display_name(session.get(User, parent.author_id)) if parent else "",  # type: ignore[arg-type]
+            "quote": (quoted.body[:QUOTE_CHARS] + ("…" if len(quoted.body) > QUOTE_CHARS else "")) if quoted else "",
+            "quote_author": display_name(session.get(User, quoted.author_id)) if quoted else "",  # type: ignore[arg-type]
             "reply_address": token_address(token_for(session, user.id, post.id), settings),
             "root_subject": first_line(root.body),
         }
