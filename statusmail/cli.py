@@ -62,6 +62,10 @@ class App:
     def session(self) -> Any:
         return transaction(self.engine)
 
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
 
 def config_option(f: F) -> F:
     """``--config PATH`` on every command; it may also stand before the subcommand."""
@@ -80,12 +84,15 @@ def pass_app(f: F) -> F:
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         path = click.get_current_context().find_root().ensure_object(dict).get("config")
+        app = App(path)
         try:
-            return f(App(path), *args, **kwargs)
+            return f(app, *args, **kwargs)
         except StoreUnavailable as exc:
             raise click.ClickException(f"database unavailable: {exc}") from None
         except ConfigError as exc:
             raise click.ClickException(f"configuration: {exc}") from None
+        finally:
+            app.close()
     return wrapper  # type: ignore[return-value]
 
 
@@ -174,9 +181,12 @@ def init(app: App) -> None:
         key_file.touch(mode=0o600)
         key_file.write_text(secrets.token_hex(32) + "\n", encoding="ascii")
     engine = make_engine(settings.gateway.database_url)
-    before = current_revision(engine)
-    upgrade(engine)
-    after = current_revision(engine)
+    try:
+        before = current_revision(engine)
+        upgrade(engine)
+        after = current_revision(engine)
+    finally:
+        engine.dispose()
     state = "created" if before is None else ("upgraded" if before != after else "up to date")
     click.echo(f"database {state} at revision {after}")
 
@@ -206,7 +216,12 @@ def check(app: App) -> None:
     from statusmail.gateway.checks import run_checks
 
     failures = 0
-    for name, ok, detail in run_checks(app.settings, make_engine(app.settings.gateway.database_url)):
+    engine = make_engine(app.settings.gateway.database_url)
+    try:
+        results = run_checks(app.settings, engine)
+    finally:
+        engine.dispose()
+    for name, ok, detail in results:
         failures += not ok
         click.echo(f"{'ok  ' if ok else 'FAIL'}  {name}: {detail}")
     if failures:
@@ -441,6 +456,7 @@ def outbox_retry(app: App, outbox_id: int | None, retry_all: bool) -> None:
 def load_extensions() -> None:
     """Command groups that live in their own modules register themselves on ``main``."""
     from statusmail import cli_admin  # noqa: F401
+    from statusmail import cli_digest  # noqa: F401
 
 
 load_extensions()

@@ -28,21 +28,26 @@ CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
 PG_URL = os.environ.get("STATUSMAIL_TEST_DATABASE_URL", "")
 
 
-def fresh_postgres_url() -> str:
-    """A new, empty database on the test server, so tests never see each other's rows."""
+def on_postgres(statement: str) -> None:
     admin = make_engine(PG_URL).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"statusmail_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return PG_URL.rsplit("/", 1)[0] + "/" + name
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(statement))
+    finally:
+        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite"] + (["postgresql"] if PG_URL else []))
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        return fresh_postgres_url()
-    return f"sqlite:///{tmp_path}/statusmail.db"
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """SQLite always; with STATUSMAIL_TEST_DATABASE_URL also a fresh PostgreSQL database,
+    so tests never see each other's rows (dropped afterwards)."""
+    if request.param != "postgresql":
+        yield f"sqlite:///{tmp_path}/statusmail.db"
+        return
+    name = f"statusmail_{uuid.uuid4().hex[:12]}"
+    on_postgres(f'CREATE DATABASE "{name}"')
+    yield PG_URL.rsplit("/", 1)[0] + "/" + name
+    on_postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -53,9 +53,11 @@ class Incoming:
 
     def log_entry(self, outcome: Outcome) -> InboundLog:
         """The log row for a stored outcome; its dedupe key makes a redelivery a no-op."""
+        from statusmail.inbound.parse import without_surrogates as clean
+
         return InboundLog(
-            received_at=self.now, message_id=self.message_id, dedupe_key=self.dedupe_key or None,
-            sender=self.sender or self.envelope.mail_from, recipients=", ".join(self.envelope.rcpt_tos),
+            received_at=self.now, message_id=clean(self.message_id), dedupe_key=self.dedupe_key or None,
+            sender=clean(self.sender or self.envelope.mail_from), recipients=clean(", ".join(self.envelope.rcpt_tos)),
             peer=self.envelope.peer, source=self.envelope.source, outcome=outcome.status,
-            reason=outcome.reason.name.lower(), detail=outcome.detail[:1000],
+            reason=outcome.reason.name.lower(), detail=clean(outcome.detail[:1000]),
             post_id=self.post.id if self.post else None, raw=self.raw, defects="; ".join(self.defects)[:1000])

@@ -39,9 +39,18 @@ def header_text(msg: EmailMessage, name: str) -> str:
     if value is None:
         return ""
     try:
-        return str(value)
+        return without_surrogates(str(value))
     except Exception:  # noqa: BLE001
         return ""
+
+
+def without_surrogates(text: str) -> str:
+    """Undecodable 8-bit header bytes arrive as lone surrogates (RFC 6532 allows UTF-8;
+    anything else is junk); read them as UTF-8 where they are, replace them where not,
+    so no database driver ever sees a surrogate."""
+    if not any("\ud800" <= ch <= "\udfff" for ch in text):
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def first_message_id(value: str) -> str:

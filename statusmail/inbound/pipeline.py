@@ -18,13 +18,15 @@ import logging
 from typing import Callable
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlmodel import Session
 
 from statusmail.errors import StoreUnavailable
 from statusmail.gateway.config import Settings
 from statusmail.inbound import commands, loops, parse, publish, senders, text, threads
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.incoming import Incoming
+from statusmail.inbound.parse import without_surrogates as clean
 from statusmail.inbound.outcome import Deferred, Discarded, Held, Outcome, PipelineStop, Reason, Refused
 from statusmail.inbound.recipients import Kind
 from statusmail.logs import redact
@@ -96,33 +98,110 @@ def run_stages(raw: bytes, envelope: Envelope, settings: Settings, engine: Engin
         with transaction(engine) as session:
             mail = Incoming(raw=raw, envelope=envelope, settings=settings, session=session)
             try:
-                for stage in INTAKE:
-                    stage(mail)
-                for stage in PIPELINES[mail.kind]:
-                    stage(mail)
-                outcome = Outcome("accepted", Reason.REPLIED if mail.parent else Reason.POSTED)
+                outcome = decide(mail)
             except (Refused, Deferred) as stop:
                 session.rollback()
                 return refuse(engine, mail, stop)
-            except Held as stop:
-                outcome = Outcome("held", stop.reason, stop.detail)
-            except Discarded as stop:
-                if stop.reason is Reason.DUPLICATE:
-                    log.info("duplicate %s from %s: already stored", mail.message_id, redact(mail.sender or envelope.mail_from))
-                    return Outcome("accepted", Reason.DUPLICATE, stop.detail)
-                status = "accepted" if stop.reason in (Reason.COMMANDS, Reason.BOUNCE) else "refused"
-                outcome = Outcome(status, stop.reason, stop.detail)
-            entry = mail.log_entry(outcome)
-            session.add(entry)
-            session.flush()
-            outcome = Outcome(outcome.status, outcome.reason, outcome.detail, mail.post.id if mail.post else None, entry.id)
+            if outcome.reason is Reason.DUPLICATE:
+                return outcome
+            outcome = store_outcome(mail, outcome)
     except IntegrityError:
         # Another session stored the same Message-ID between our check and our commit.
         log.info("duplicate delivery raced and lost; the first one is stored")
         return Outcome("accepted", Reason.DUPLICATE, "already received")
-    log.info("%s %s from %s: %s%s", outcome.status, mail.message_id, redact(mail.sender or envelope.mail_from),
-             outcome.reason.value, f" ({redact(outcome.detail)})" if outcome.detail and outcome.detail != outcome.reason.value else "")
+    log_outcome(mail, outcome)
     return outcome
+
+
+def decide(mail: Incoming) -> Outcome:
+    """Run the stages on one message and say what to store; Refused and Deferred propagate.
+
+    A duplicate comes back as ``accepted``/``DUPLICATE`` and must not be logged again.
+    """
+    try:
+        for stage in INTAKE:
+            stage(mail)
+        for stage in PIPELINES[mail.kind]:
+            stage(mail)
+        return Outcome("accepted", Reason.REPLIED if mail.parent else Reason.POSTED)
+    except Held as stop:
+        return Outcome("held", stop.reason, stop.detail)
+    except Discarded as stop:
+        if stop.reason is Reason.DUPLICATE:
+            log.info("duplicate %s from %s: already stored", mail.message_id,
+                     redact(mail.sender or mail.envelope.mail_from))
+            return Outcome("accepted", Reason.DUPLICATE, stop.detail)
+        status = "accepted" if stop.reason in (Reason.COMMANDS, Reason.BOUNCE) else "refused"
+        return Outcome(status, stop.reason, stop.detail)
+
+
+def store_outcome(mail: Incoming, outcome: Outcome) -> Outcome:
+    """Add the log row (its dedupe key makes a redelivery a no-op) and return the outcome with ids."""
+    entry = mail.log_entry(outcome)
+    mail.session.add(entry)
+    mail.session.flush()
+    return Outcome(outcome.status, outcome.reason, outcome.detail, mail.post.id if mail.post else None, entry.id)
+
+
+def log_outcome(mail: Incoming, outcome: Outcome) -> None:
+    log.info("%s %s from %s: %s%s", outcome.status, mail.message_id, redact(mail.sender or mail.envelope.mail_from),
+             outcome.reason.value, f" ({redact(outcome.detail)})" if outcome.detail and outcome.detail != outcome.reason.value else "")
+
+
+def process(session: Session, raw: bytes, envelope: Envelope, settings: Settings) -> Outcome:
+    """One message inside the caller's open transaction: group commit (``gateway/batcher.py``).
+
+    The same stages as :func:`run`, but the caller commits, once for many messages. This
+    message's work runs in a SAVEPOINT, so a refusal, a duplicate that raced in, or a bug
+    rolls back this message only; its refusal row is then written in the caller's
+    transaction, so it is as durable as the others' posts. Database outages propagate:
+    the whole transaction is lost and every message in it must be answered 4xx.
+    """
+    mail = Incoming(raw=raw, envelope=envelope, settings=settings, session=session)
+    savepoint = session.begin_nested()
+    try:
+        outcome = decide(mail)
+        if outcome.reason is not Reason.DUPLICATE:
+            outcome = store_outcome(mail, outcome)
+        savepoint.commit()
+    except (Refused, Deferred) as stop:
+        savepoint.rollback()
+        log.warning("refused %s from %s: %s", mail.message_id or "(no Message-ID)",
+                    redact(mail.sender or envelope.mail_from), redact(stop.detail))
+        return add_refusal(session, raw, envelope, stop.reason, stop.detail, message_id=mail.message_id,
+                           sender=mail.sender)
+    except IntegrityError:
+        savepoint.rollback()
+        log.info("duplicate delivery raced and lost; the first one is stored")
+        return Outcome("accepted", Reason.DUPLICATE, "already received")
+    except (OperationalError, StoreUnavailable):
+        raise  # the connection or the file is in trouble: the batch is lost, not this message
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise
+        savepoint.rollback()
+        return internal_error(session, raw, envelope)
+    except Exception:
+        savepoint.rollback()
+        return internal_error(session, raw, envelope)
+    if outcome.reason is not Reason.DUPLICATE:
+        log_outcome(mail, outcome)
+    return outcome
+
+
+def internal_error(session: Session, raw: bytes, envelope: Envelope) -> Outcome:
+    log.exception("pipeline failed on a message from %s", redact(envelope.mail_from))
+    add_refusal(session, raw, envelope, Reason.INTERNAL_ERROR, "internal error; raw message kept for reprocessing")
+    return Outcome("refused", Reason.INTERNAL_ERROR, "internal error")
+
+
+def add_refusal(session: Session, raw: bytes | None, envelope: Envelope, reason: Reason, detail: str, *,
+                message_id: str = "", sender: str = "") -> Outcome:
+    """A refused log row in the caller's transaction; the refusal's outcome with its id."""
+    entry = refusal_entry(raw, envelope, reason, detail, message_id=message_id, sender=sender)
+    session.add(entry)
+    session.flush()
+    return Outcome("refused", reason, detail, None, entry.id)
 
 
 def refuse(engine: Engine, mail: Incoming, stop: PipelineStop) -> Outcome:
@@ -139,12 +218,18 @@ def record_refusal(engine: Engine, raw: bytes | None, envelope: Envelope, reason
     """Write a refused log entry; a refusal is still logged when the pipeline never ran."""
     try:
         with transaction(engine) as session:
-            entry = InboundLog(message_id=message_id, sender=sender or envelope.mail_from,
-                               recipients=", ".join(envelope.rcpt_tos), peer=envelope.peer, source=envelope.source,
-                               outcome="refused", reason=reason.name.lower(), detail=detail[:1000], raw=raw)
+            entry = refusal_entry(raw, envelope, reason, detail, message_id=message_id, sender=sender)
             session.add(entry)
             session.flush()
             return entry.id
     except StoreUnavailable as exc:
         log.error("could not log refusal (%s): %s", reason.value, exc)
         return None
+
+
+def refusal_entry(raw: bytes | None, envelope: Envelope, reason: Reason, detail: str, *,
+                  message_id: str = "", sender: str = "") -> InboundLog:
+    return InboundLog(message_id=clean(message_id), sender=clean(sender or envelope.mail_from),
+                      recipients=clean(", ".join(envelope.rcpt_tos)), peer=envelope.peer,
+                      source=envelope.source, outcome="refused", reason=reason.name.lower(),
+                      detail=clean(detail[:1000]), raw=raw)

@@ -1,0 +1,140 @@
+"""Robots, bounces, loops and sender authentication through the whole gateway (SPEC §3 Loops, §5)."""
+
+from __future__ import annotations
+
+import email.utils
+from email.message import EmailMessage
+
+import pytest
+from sqlmodel import Session, select
+
+from statusmail.gateway.config import load_settings
+from statusmail.store.db import make_engine, upgrade
+from statusmail.store.models import Bounce, InboundLog, Post, User
+from tests.conftest import RunningGateway, make_mail, outbox_messages, write_config
+
+
+def post_count(engine) -> int:
+    with Session(engine) as session:
+        return len(session.exec(select(Post)).all())
+
+
+@pytest.mark.parametrize("headers", [
+    {"Auto_Submitted": "auto-generated"},
+    {"Precedence": "bulk"},
+    {"X_Autoreply": "yes"},
+    {"X_Autorespond": "yes"},
+    {"List_Id": "<status.corp.example>"},
+    {"X_MS_Exchange_Inbox_Rules_Loop": "alice@corp.example"},
+])
+def test_robot_headers_mean_never_posted_never_answered(gateway, engine, settings, headers):
+    assert gateway.send(make_mail(**headers))[0] == 250
+    assert post_count(engine) == 0
+    with Session(engine) as session:
+        [entry] = session.exec(select(InboundLog)).all()
+    assert entry.reason == "robot"
+
+
+@pytest.mark.parametrize("subject", ["Automatic reply: Billing", "Abwesenheitsnotiz: Urlaub", "Réponse automatique",
+                                     "Respuesta automática: vacaciones", "Autosvar: semester"])
+def test_out_of_office_subjects_are_robots(gateway, engine, subject):
+    assert gateway.send(make_mail(subject=subject, body="I am away until Monday"))[0] == 250
+    assert post_count(engine) == 0
+
+
+def test_x_auto_response_suppress_is_not_a_robot_marker(gateway, engine):
+    assert gateway.send(make_mail(X_Auto_Response_Suppress="All"))[0] == 250
+    assert post_count(engine) == 1
+
+
+def test_an_unrecognised_responder_gets_at_most_the_hourly_cap_of_answers(tmp_path, sqlite_url):
+    settings = load_settings(str(write_config(tmp_path, sqlite_url, "auto_answers_per_hour = 1")), environ={})
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    running = RunningGateway(settings, engine)
+    try:
+        # A robot without any marker, answering each of our notices with a long text.
+        for i in range(4):
+            running.send(make_mail(body=f"Thank you for your message {i}. " * 20, subject="Thanks"))
+        running.flush_outbox()
+        assert len(outbox_messages(settings)) == 1
+    finally:
+        running.stop()
+        engine.dispose()
+
+
+def dsn_for(bounce_to: str, recipient: str, status: str) -> bytes:
+    """An RFC 3464 delivery status notification as Postfix writes one."""
+    return (f"From: MAILER-DAEMON@mx.corp.example (Mail Delivery System)\r\n"
+            f"To: {bounce_to}\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+            f"Message-ID: {email.utils.make_msgid(domain='mx.corp.example')}\r\nMIME-Version: 1.0\r\n"
+            f'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+            f"--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+            f"--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.corp.example\r\n\r\n"
+            f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: {status}\r\n"
+            f"Diagnostic-Code: smtp; 550 {status} no such user\r\n--B--\r\n").encode()
+
+
+def test_hard_bounces_to_the_verp_address_are_recorded_and_suspend_after_three(gateway, engine, settings, cli):
+    cli("users", "add", "bob@corp.example")
+    for i in range(3):
+        gateway.send(make_mail(body=f"ping @bob {i}", subject="status"))
+    gateway.flush_outbox()
+    notifications = outbox_messages(settings)
+    assert len(notifications) == 3
+    for mail in notifications:
+        bounce_to = mail["Return-Path"].strip("<>")
+        assert bounce_to.startswith("status+bounce-") and bounce_to.endswith("@corp.example")
+        assert gateway.send(dsn_for(bounce_to, "bob@corp.example", "5.1.1"), mail_from="", to=bounce_to)[0] == 250
+    with Session(engine) as session:
+        assert len(session.exec(select(Bounce).where(Bounce.hard)).all()) == 3
+        bob = session.exec(select(User).where(User.email == "bob@corp.example")).one()
+        assert bob.mail_suspended and bob.hard_bounces == 3
+    assert post_count(engine) == 3  # bounces are never posted
+    gateway.send(make_mail(body="another @bob", subject="status"))
+    gateway.flush_outbox()
+    assert len(outbox_messages(settings)) == 3  # suspended: no more mail to bob
+    assert cli("users", "set", "bob@corp.example", "--reset-bounces").exit_code == 0
+
+
+AUTHRES_CONFIG = 'sender_auth = "authres"\nauthserv_id = "mx.corp.example"'
+
+
+@pytest.fixture
+def authres_gateway(tmp_path, sqlite_url):
+    settings = load_settings(str(write_config(tmp_path, sqlite_url, AUTHRES_CONFIG)), environ={})
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    running = RunningGateway(settings, engine)
+    yield running
+    running.stop()
+    engine.dispose()
+
+
+def with_authres(*values: str) -> EmailMessage:
+    msg = make_mail()
+    for value in values:
+        msg["Authentication-Results"] = value
+    # Authentication-Results are prepended by each MTA: the first one in the header block is the topmost.
+    return msg
+
+
+def test_authres_mode_accepts_dmarc_pass_from_our_mta(authres_gateway):
+    code, _ = authres_gateway.send(with_authres("mx.corp.example; dmarc=pass header.from=corp.example"))
+    assert code == 250
+
+
+def test_authres_mode_refuses_a_forged_header_below_ours(authres_gateway):
+    code, reply = authres_gateway.send(with_authres(
+        "mx.corp.example; dmarc=fail header.from=corp.example",
+        "mx.corp.example; dmarc=pass header.from=corp.example"))
+    assert code == 550 and reply.startswith("5.7.1")
+
+
+def test_authres_mode_refuses_results_from_a_foreign_server(authres_gateway):
+    code, _ = authres_gateway.send(with_authres("mx.evil.example; dmarc=pass header.from=corp.example"))
+    assert code == 550
+
+
+def test_authres_mode_refuses_mail_without_results(authres_gateway):
+    assert authres_gateway.send(make_mail())[0] == 550
