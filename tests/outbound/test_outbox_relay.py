@@ -1,0 +1,140 @@
+"""The outbox against a real SMTP relay that fails on demand: an outage delays mail,
+never loses or doubles it (SPEC §4, DESIGN decision 4)."""
+
+from __future__ import annotations
+
+import asyncio
+from email.message import EmailMessage
+
+import pytest
+from aiosmtpd.smtp import SMTP
+from sqlmodel import Session, select
+
+from statusmail.outbound.outbox import MAX_ATTEMPTS, drain, enqueue, retry
+from statusmail.outbound.transport import SmtpTransport
+from statusmail.store.db import transaction
+from statusmail.store.models import Outbox
+
+
+class CaptureRelay:
+    """An aiosmtpd relay on loopback whose behaviour a test sets: accept, defer, refuse, drop."""
+
+    def __init__(self) -> None:
+        self.mode = "accept"
+        self.received: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
+        if self.mode == "defer":
+            return "451 4.3.0 relay busy"
+        if self.mode == "refuse":
+            return "550 5.1.1 no such user"
+        if self.mode == "drop":
+            server.transport.close()  # the connection dies mid-DATA, before any reply
+            return "250 never seen"
+        self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+        return "250 2.0.0 queued"
+
+
+@pytest.fixture
+def relay():
+    loop = asyncio.new_event_loop()
+    handler = CaptureRelay()
+    server = loop.run_until_complete(loop.create_server(lambda: SMTP(handler, decode_data=False), "127.0.0.1", 0))
+    handler.port = server.sockets[0].getsockname()[1]
+    handler.loop = loop
+    yield handler
+    server.close()
+    loop.run_until_complete(server.wait_closed())
+    loop.close()
+
+
+def queue_mails(engine, settings, count: int) -> None:
+    with transaction(engine) as session:
+        for i in range(count):
+            msg = EmailMessage()
+            msg["Subject"] = f"mail {i}"
+            msg["Message-ID"] = f"<m{i}@corp.example>"
+            msg.set_content("hello")
+            enqueue(session, msg, settings, kind="notification", to=f"user{i}@corp.example")
+
+
+def rows(engine) -> list[Outbox]:
+    with Session(engine) as session:
+        return list(session.exec(select(Outbox).order_by(Outbox.id)))
+
+
+def make_due(engine) -> None:
+    with transaction(engine) as session:
+        for row in session.exec(select(Outbox).where(Outbox.status == "queued")):
+            row.next_attempt_at = row.created_at
+            session.add(row)
+
+
+def test_a_relay_outage_delays_mail_and_nothing_is_lost_or_sent_twice(relay, engine, settings):
+    queue_mails(engine, settings, 3)
+    transport = SmtpTransport("127.0.0.1", relay.port)
+    run = relay.loop.run_until_complete
+    for mode in ("defer", "drop"):
+        relay.mode = mode
+        assert run(drain(engine, transport)) == 0
+        assert all(r.status == "queued" and r.last_error for r in rows(engine))
+        # The next attempt waits (backoff with jitter), so nothing is due right now.
+        assert run(drain(engine, transport)) == 0
+        make_due(engine)
+    relay.mode = "accept"
+    assert run(drain(engine, transport)) == 3
+    run(transport.close())
+    assert [r.status for r in rows(engine)] == ["sent"] * 3
+    assert [r.attempts for r in rows(engine)] == [3] * 3
+    assert sorted(rcpts[0] for _, rcpts, _ in relay.received) == ["user0@corp.example", "user1@corp.example",
+                                                                    "user2@corp.example"]
+    assert all(mail_from.startswith("status+bounce-") for mail_from, _, _ in relay.received)
+    assert run(drain(engine, transport)) == 0  # sent is sent once
+    assert len(relay.received) == 3
+
+
+def test_a_permanent_refusal_marks_the_mail_failed_and_retry_resends_it(relay, engine, settings):
+    queue_mails(engine, settings, 1)
+    transport = SmtpTransport("127.0.0.1", relay.port)
+    run = relay.loop.run_until_complete
+    relay.mode = "refuse"
+    run(drain(engine, transport))
+    [row] = rows(engine)
+    assert row.status == "failed" and "550" in row.last_error
+    with transaction(engine) as session:
+        assert retry(session) == 1
+    relay.mode = "accept"
+    assert run(drain(engine, transport)) == 1
+    run(transport.close())
+    assert rows(engine)[0].status == "sent" and len(relay.received) == 1
+
+
+def test_after_the_maximum_number_of_attempts_the_mail_is_failed(relay, engine, settings):
+    queue_mails(engine, settings, 1)
+    transport = SmtpTransport("127.0.0.1", relay.port)
+    relay.mode = "defer"
+    for _ in range(MAX_ATTEMPTS):
+        make_due(engine)
+        relay.loop.run_until_complete(drain(engine, transport))
+    relay.loop.run_until_complete(transport.close())
+    [row] = rows(engine)
+    assert (row.status, row.attempts) == ("failed", MAX_ATTEMPTS)
+
+
+def test_the_smtp_transport_reuses_one_connection(relay, engine, settings):
+    queue_mails(engine, settings, 5)
+    connections = []
+    original = SMTP.connection_made
+
+    def count(self, transport):  # type: ignore[no-untyped-def]
+        connections.append(transport)
+        return original(self, transport)
+
+    SMTP.connection_made = count  # type: ignore[method-assign]
+    try:
+        transport = SmtpTransport("127.0.0.1", relay.port)
+        assert relay.loop.run_until_complete(drain(engine, transport)) == 5
+        relay.loop.run_until_complete(transport.close())
+    finally:
+        SMTP.connection_made = original  # type: ignore[method-assign]
+    assert len(connections) == 1
