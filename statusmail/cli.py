@@ -258,6 +258,35 @@ def inject(app: App, file: Any, mail_from: str, rcpt_to: tuple[str, ...], as_jso
         sys.exit(1)
 
 
+@main.command()
+@config_option
+@click.argument("log_id", type=int)
+@json_option
+@pass_app
+def reprocess(app: App, log_id: int, as_json: bool) -> None:
+    """Run a logged raw message through the pipeline again (after a fix, say)."""
+    from statusmail.inbound.envelope import Envelope
+    from statusmail.inbound.pipeline import run
+
+    with app.session() as session:
+        entry = session.get(InboundLog, log_id)
+        if entry is None:
+            raise click.ClickException(f"no such log entry: {log_id}")
+        if entry.raw is None:
+            raise click.ClickException(f"log entry {log_id} has no raw message (refused before DATA, or pruned)")
+        raw, sender = entry.raw, entry.sender
+        recipients = tuple(r.strip() for r in entry.recipients.split(",") if r.strip())
+    outcome = run(raw, Envelope(mail_from=sender, rcpt_tos=recipients, source="reprocess"), app.settings, app.engine)
+    result = {"outcome": outcome.status, "reason": outcome.reason.name.lower(), "detail": redact(outcome.detail),
+              "post_id": outcome.post_id, "log_id": outcome.log_id}
+    if as_json:
+        emit(result, True)
+    else:
+        click.echo(f"{outcome.status}: {outcome.reason.value}" + (f", post {outcome.post_id}" if outcome.post_id else ""))
+    if not outcome.accepted:
+        sys.exit(1)
+
+
 # --- users ----------------------------------------------------------------------------------
 
 USER_COLUMNS = ("email", "name", "handle", "role", "team", "timezone", "digest", "banned")

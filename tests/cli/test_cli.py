@@ -129,3 +129,42 @@ def test_a_bad_configuration_is_exit_1_naming_the_key(tmp_path):
     config.write_text("[policy]\nmax_chars = -1\n")
     result = CliRunner().invoke(main, ["users", "list", "--config", str(config)])
     assert result.exit_code == 1 and "policy.max_chars" in result.stderr
+
+
+def test_reprocess_runs_a_refused_message_again_after_the_policy_changed(tmp_path, sqlite_url, cli_for):
+    from tests.conftest import write_config
+
+    strict = write_config(tmp_path, sqlite_url)
+    cli, _, _ = cli_for(strict)
+    assert cli("inject", input=make_mail(sender="dana@partner.example").as_bytes()).exit_code == 1
+    [entry] = json.loads(cli("log", "--json").stdout)
+    relaxed = tmp_path / "relaxed.toml"
+    relaxed.write_text(strict.read_text().replace('allowed_domains = ["corp.example"]',
+                                                  'allowed_domains = ["corp.example", "partner.example"]'))
+    cli_relaxed, _, _ = cli_for(relaxed)
+    result = cli_relaxed("reprocess", str(entry["id"]))
+    assert result.exit_code == 0 and result.stdout.startswith("accepted")
+    [post] = json.loads(cli_relaxed("posts", "list", "--json").stdout)
+    assert post["author"] == "dana@partner.example"
+    assert cli_relaxed("reprocess", "999").exit_code == 1
+
+
+def test_raw_messages_older_than_keep_raw_days_are_pruned(cli, settings):
+    from datetime import timedelta
+
+    from statusmail.store.db import make_engine, transaction
+    from statusmail.store.models import InboundLog, utcnow
+    from statusmail.store.retention import prune_raw_messages
+
+    inject(cli, make_mail(body="old", subject="status"))
+    inject(cli, make_mail(body="new", subject="status"))
+    engine = make_engine(settings.gateway.database_url)
+    with transaction(engine) as session:
+        old = session.get(InboundLog, 1)
+        old.received_at = utcnow() - timedelta(days=settings.gateway.keep_raw_days + 1)
+        session.add(old)
+    assert prune_raw_messages(engine, settings.gateway.keep_raw_days) == 1
+    with transaction(engine) as session:
+        assert session.get(InboundLog, 1).raw is None and session.get(InboundLog, 2).raw is not None
+    engine.dispose()
+    assert cli("reprocess", "1").exit_code == 1
