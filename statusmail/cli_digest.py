@@ -1,0 +1,91 @@
+"""``statusmail digest preview|send`` (SPEC §6): look at a reader's digest, or send
+digests now instead of waiting for the scheduler in ``serve``.
+
+``send`` queues mail in the outbox (the running ``serve`` delivers it), exactly as the
+scheduler does, so a manual run and the scheduler can never both send one period.
+Registered on the main group by :mod:`statusmail.cli`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from statusmail.cli import App, config_option, main, pass_app, require_user
+from statusmail.outbound.digest import SendReport, preview, send_digests
+
+
+@main.group()
+def digest() -> None:
+    """Personalized digests."""
+
+
+@digest.command("preview")
+@config_option
+@click.argument("email")
+@click.option("--html", "as_html", is_flag=True, help="Print the HTML part instead of the text.")
+@pass_app
+def digest_preview(app: App, email: str, as_html: bool) -> None:
+    """Print the digest EMAIL would get now; changes nothing."""
+    with app.session() as session:
+        user_id = require_user(session, email).id
+    result = preview(app.settings, app.engine, user_id)  # type: ignore[arg-type]
+    if result.message is None:
+        click.echo(result.reason)
+        return
+    msg = result.message
+    part = msg.get_body(("html",) if as_html else ("plain",))
+    click.echo(f"To: {msg['To']}\nSubject: {msg['Subject']}\n")
+    click.echo(part.get_content() if part is not None else "", nl=False)  # type: ignore[union-attr]
+
+
+@digest.command("send")
+@config_option
+@click.option("--user", "email", help="Only this user.")
+@click.option("--now", "force", is_flag=True, help="Send now, whether or not the digest hour has come.")
+@click.option("--dry-run", is_flag=True, help="Show who would get what; change nothing.")
+@pass_app
+def digest_send(app: App, email: str | None, force: bool, dry_run: bool) -> None:
+    """Send the digests that are due (with --now: every digest of this period not yet sent)."""
+    user_ids = None
+    if email:
+        with app.session() as session:
+            user_ids = [require_user(session, email).id]
+    settings, engine = app.settings, app.engine
+    if sys.stdout.isatty() and not dry_run:
+        report = send_with_bar(app, user_ids, force)
+    else:
+        report = send_digests(settings, engine, user_ids=user_ids, force=force, dry_run=dry_run)  # type: ignore[arg-type]
+    if dry_run:
+        for planned in report.planned:
+            what = f"{planned.count} update{'' if planned.count == 1 else 's'}" if planned.count else "nothing new"
+            click.echo(f"{planned.recipient.email}  {planned.period}  {what}")
+        click.echo(f"dry run: {report.queued} would get a digest, {report.empty} with nothing new; nothing changed")
+        return
+    click.echo(summary(report))
+
+
+def send_with_bar(app: App, user_ids: Any, force: bool) -> SendReport:
+    """Send with a progress bar; it appears once the run knows how many readers are due."""
+    bar: Any = None
+
+    def advance(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = click.progressbar(length=total, label="digests", show_pos=True)
+            bar.__enter__()
+        bar.update(1)
+    try:
+        return send_digests(app.settings, app.engine, user_ids=user_ids, force=force, progress=advance)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+
+
+def summary(report: SendReport) -> str:
+    text = f"{report.queued} digest(s) queued, {report.empty} with nothing new"
+    if report.already:
+        text += f", {report.already} already sent for this period"
+    return text
