@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from statusmail.gateway.config import Settings
 from statusmail.gateway.smtp import StatusHandler, protocol_factory
+from statusmail.outbound.digest import DigestScheduler
 from statusmail.outbound.outbox import OutboxWorker
 from statusmail.outbound.transport import Transport, make_transport
 
@@ -70,6 +71,8 @@ class Gateway:
                                                self.settings.smtp.port if port is None else port)
         self.port = self.server.sockets[0].getsockname()[1]
         self.tasks.append(asyncio.create_task(self.worker.run(), name="outbox"))
+        self.digests = DigestScheduler(self.settings, self.engine, on_queued=self.worker.poke)
+        self.tasks.append(asyncio.create_task(self.digests.run(), name="digests"))
         log.info("%s listening on %s:%d", "LMTP" if self.settings.smtp.lmtp else "SMTP", self.settings.smtp.host, self.port)
 
     async def stop(self) -> None:
@@ -78,6 +81,7 @@ class Gateway:
             await asyncio.wait_for(self.handler.in_flight.idle.wait(), DRAIN_SECONDS)
         except asyncio.TimeoutError:
             log.warning("%d messages still in progress at shutdown", self.handler.in_flight.count)
+        self.digests.stop()
         self.worker.stop()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         log.info("stopped")
