@@ -1,0 +1,5 @@
+"""`python -m statusmail` is the `statusmail` command."""
+
+from statusmail.cli import main
+
+main()
