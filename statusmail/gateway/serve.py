@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
+from statusmail.gateway.batcher import Batcher
 from statusmail.gateway.config import Settings
 from statusmail.gateway.smtp import StatusHandler, protocol_factory
 from statusmail.outbound.digest import DigestScheduler
@@ -65,7 +66,9 @@ class Gateway:
     async def start(self, port: int | None = None) -> None:
         self.transport = self.transport or make_transport(self.settings)
         self.worker = OutboxWorker(self.engine, self.transport)
-        self.handler = TrackingHandler(self.settings, self.engine, on_accepted=self.worker.poke)
+        self.batcher = Batcher(self.settings, self.engine)  # group commit: 250 after the shared commit
+        self.batcher.start()
+        self.handler = TrackingHandler(self.settings, self.engine, on_accepted=self.worker.poke, batcher=self.batcher)
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(protocol_factory(self.settings, self.handler), self.settings.smtp.host,
                                                self.settings.smtp.port if port is None else port)
@@ -81,6 +84,7 @@ class Gateway:
             await asyncio.wait_for(self.handler.in_flight.idle.wait(), DRAIN_SECONDS)
         except asyncio.TimeoutError:
             log.warning("%d messages still in progress at shutdown", self.handler.in_flight.count)
+        await asyncio.to_thread(self.batcher.close)  # commits what is queued; its senders get their replies
         self.digests.stop()
         self.worker.stop()
         await asyncio.gather(*self.tasks, return_exceptions=True)

@@ -21,6 +21,7 @@ from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session as SmtpSession
 from sqlalchemy import Engine
 
 from statusmail.errors import StoreUnavailable
+from statusmail.gateway.batcher import Batcher
 from statusmail.gateway.config import Settings
 from statusmail.gateway.replies import DEFERRED_ERROR, DEFERRED_STORE, smtp_reply
 from statusmail.inbound.envelope import Envelope
@@ -41,10 +42,12 @@ AIOSMTPD_TOO_LARGE = ("552 Error: Too much mail data", "552 Error: message size 
 class StatusHandler:
     """aiosmtpd handler for the status gateway."""
 
-    def __init__(self, settings: Settings, engine: Engine, on_accepted: Callable[[], None] | None = None) -> None:
+    def __init__(self, settings: Settings, engine: Engine, on_accepted: Callable[[], None] | None = None,
+                 batcher: Batcher | None = None) -> None:
         self.settings = settings
         self.engine = engine
         self.on_accepted = on_accepted or (lambda: None)
+        self.batcher = batcher  # group commit (gateway/batcher.py); without it, one transaction per message
 
     @cached_property
     def trusted_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -107,7 +110,10 @@ class StatusHandler:
         source = "lmtp" if isinstance(server, LMTP) else "smtp"
         env = self.envelope_of(session, envelope, source)
         raw = envelope.original_content or b""
-        outcome: Outcome = await asyncio.to_thread(run, raw, env, self.settings, self.engine)
+        if self.batcher is not None:
+            outcome: Outcome = await self.batcher.submit(raw, env)
+        else:
+            outcome = await asyncio.to_thread(run, raw, env, self.settings, self.engine)
         if outcome.accepted:
             self.on_accepted()
         return smtp_reply(outcome.reason)

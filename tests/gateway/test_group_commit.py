@@ -1,0 +1,169 @@
+"""Group commit (gateway/batcher.py): many sessions share one commit, and 250 still means stored.
+
+Batches are forced by queueing messages before the writer thread starts, so no test
+depends on timing: what is queued when the writer wakes is one batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import threading
+from email import policy
+from typing import Any
+
+from sqlmodel import Session, func, select
+
+from statusmail.errors import StoreUnavailable
+from statusmail.gateway.batcher import Batcher
+from statusmail.gateway.config import Settings
+from statusmail.gateway.replies import DEFERRED_STORE, OK_DUPLICATE, OK_POSTED, smtp_reply
+from statusmail.inbound.envelope import Envelope
+from statusmail.inbound.outcome import Outcome, Reason
+from statusmail.store.models import InboundLog, Post
+from tests.conftest import RunningGateway, make_mail
+
+
+def raw_of(**kwargs: str) -> bytes:
+    return make_mail(**kwargs).as_bytes(policy=policy.SMTP)
+
+
+def envelope(sender: str = "alice@corp.example") -> Envelope:
+    return Envelope(mail_from=sender, rcpt_tos=("status@corp.example",), peer="127.0.0.1", source="smtp")
+
+
+def counts(engine: Any) -> tuple[int, int, int]:
+    """Posts, accepted log rows, refused log rows."""
+    with Session(engine) as session:
+        posts = session.exec(select(func.count()).select_from(Post)).one()
+        accepted = session.exec(select(func.count()).select_from(InboundLog).where(InboundLog.outcome == "accepted")).one()
+        refused = session.exec(select(func.count()).select_from(InboundLog).where(InboundLog.outcome == "refused")).one()
+    return posts, accepted, refused
+
+
+def run_one_batch(batcher: Batcher, items: list[tuple[bytes, Envelope]]) -> list[Outcome]:
+    """Queue every message, then start the writer: it finds them all waiting, one batch."""
+    async def go() -> list[Outcome]:
+        tasks = [asyncio.ensure_future(batcher.submit(raw, env)) for raw, env in items]
+        await asyncio.sleep(0)  # each task runs up to its await: every job is queued
+        batcher.start()
+        return list(await asyncio.gather(*tasks))
+    try:
+        return asyncio.run(go())
+    finally:
+        batcher.close()
+
+
+def test_a_refusal_in_a_batch_rolls_back_only_itself(settings: Settings, engine: Any) -> None:
+    items = [(raw_of(sender=f"user{n}@corp.example", body=f"update {n}"), envelope(f"user{n}@corp.example"))
+             for n in range(5)]
+    items.insert(2, (raw_of(sender="mallory@evil.example"), envelope("mallory@evil.example")))
+    batcher = Batcher(settings, engine)
+    outcomes = run_one_batch(batcher, items)
+    assert batcher.batches == 1
+    assert [o.reason for o in outcomes] == [Reason.POSTED] * 2 + [Reason.DOMAIN_NOT_ALLOWED] + [Reason.POSTED] * 3
+    assert counts(engine) == (5, 5, 1)
+    with Session(engine) as session:
+        refused = session.exec(select(InboundLog).where(InboundLog.outcome == "refused")).one()
+    assert refused.reason == "domain_not_allowed" and refused.raw is not None
+
+
+def test_the_same_message_id_twice_in_one_batch_is_one_post(settings: Settings, engine: Any) -> None:
+    raw = raw_of(body="only once")
+    batcher = Batcher(settings, engine)
+    outcomes = run_one_batch(batcher, [(raw, envelope()), (raw_of(body="another"), envelope()), (raw, envelope())])
+    assert [o.reason for o in outcomes] == [Reason.POSTED, Reason.POSTED, Reason.DUPLICATE]
+    assert counts(engine) == (2, 2, 0)
+
+
+def test_a_failed_commit_defers_every_message_of_the_batch_and_stores_none(settings: Settings, engine: Any) -> None:
+    seen_before_commit: list[bool] = []
+
+    def fail(session: Session) -> None:
+        seen_before_commit.append(True)
+        raise StoreUnavailable("disk I/O error (injected)")
+
+    batcher = Batcher(settings, engine)
+    batcher.before_commit = fail
+    items = [(raw_of(sender=f"user{n}@corp.example"), envelope(f"user{n}@corp.example")) for n in range(4)]
+    items.append((raw_of(sender="mallory@evil.example"), envelope("mallory@evil.example")))
+    outcomes = run_one_batch(batcher, items)
+    assert seen_before_commit == [True]
+    assert {smtp_reply(o.reason) for o in outcomes} == {DEFERRED_STORE}
+    assert counts(engine) == (0, 0, 0)
+
+
+def test_no_session_is_answered_before_the_commit_returns(settings: Settings, engine: Any) -> None:
+    futures: list[asyncio.Task[Outcome]] = []
+    answered_early: list[bool] = []
+
+    def look(session: Session) -> None:
+        answered_early.extend(task.done() for task in futures)
+
+    batcher = Batcher(settings, engine)
+    batcher.before_commit = look
+
+    async def go() -> None:
+        futures.extend(asyncio.ensure_future(batcher.submit(raw_of(sender=f"u{n}@corp.example"),
+                                                            envelope(f"u{n}@corp.example"))) for n in range(6))
+        await asyncio.sleep(0)
+        batcher.start()
+        await asyncio.gather(*futures)
+    try:
+        asyncio.run(go())
+    finally:
+        batcher.close()
+    assert answered_early == [False] * 6
+    assert counts(engine) == (6, 6, 0)
+
+
+def send(port: int, raw: bytes, mail_from: str) -> tuple[int, str]:
+    with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
+        client.ehlo()
+        client.mail(mail_from)
+        client.rcpt("status@corp.example")
+        code, reply = client.data(raw)
+        return code, reply.decode()
+
+
+def test_fifty_concurrent_sessions_store_every_post_exactly_once(gateway: RunningGateway) -> None:
+    messages: list[tuple[bytes, str]] = []
+    for n in range(40):
+        messages.append((raw_of(sender=f"user{n % 13}@corp.example", body=f"update number {n}"), f"user{n % 13}@corp.example"))
+    for n in range(5):  # each sent twice: the second copy is answered 250 and changes nothing
+        raw = raw_of(sender=f"twice{n}@corp.example", body=f"sent twice {n}")
+        messages += [(raw, f"twice{n}@corp.example")] * 2
+    for n in range(5):
+        messages.append((raw_of(sender=f"m{n}@evil.example", body=f"spam {n}"), f"m{n}@evil.example"))
+    assert len(messages) == 55
+    replies: list[tuple[int, str]] = [(0, "")] * len(messages)
+    start = threading.Barrier(len(messages))
+
+    def client(i: int) -> None:
+        start.wait()
+        replies[i] = send(gateway.port, *messages[i])
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(messages))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    codes = [code for code, _ in replies]
+    assert codes.count(250) == 50 and codes.count(550) == 5
+    texts = sorted(text for code, text in replies if code == 250)
+    assert texts.count(OK_POSTED.removeprefix("250 ")) == 45
+    assert texts.count(OK_DUPLICATE.removeprefix("250 ")) == 5
+    assert counts(gateway.engine) == (45, 45, 5)
+
+
+def test_a_failed_commit_answers_451_over_smtp_and_stores_nothing(gateway: RunningGateway) -> None:
+    def fail(session: Session) -> None:
+        raise StoreUnavailable("disk I/O error (injected)")
+
+    gateway.gateway.batcher.before_commit = fail
+    code, reply = gateway.send(make_mail())
+    assert (code, f"{code} {reply}") == (451, DEFERRED_STORE)
+    gateway.gateway.batcher.before_commit = None
+    code, _ = gateway.send(make_mail())
+    assert code == 250
+    assert counts(gateway.engine) == (1, 1, 0)
