@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from statusmail.gateway.batcher import Batcher
 from statusmail.gateway.config import Settings
+from statusmail.gateway.imap import ImapPoller
 from statusmail.gateway.smtp import StatusHandler, protocol_factory
 from statusmail.outbound.digest import DigestScheduler
 from statusmail.outbound.outbox import OutboxWorker
@@ -76,6 +77,10 @@ class Gateway:
         self.tasks.append(asyncio.create_task(self.worker.run(), name="outbox"))
         self.digests = DigestScheduler(self.settings, self.engine, on_queued=self.worker.poke)
         self.tasks.append(asyncio.create_task(self.digests.run(), name="digests"))
+        self.poller = ImapPoller(self.settings, self.engine, on_accepted=self.worker.poke) if self.settings.imap.enabled else None
+        if self.poller is not None:
+            self.imap_task = asyncio.create_task(self.poller.run(), name="imap")
+            self.tasks.append(self.imap_task)
         log.info("%s listening on %s:%d", "LMTP" if self.settings.smtp.lmtp else "SMTP", self.settings.smtp.host, self.port)
 
     async def stop(self) -> None:
@@ -85,6 +90,9 @@ class Gateway:
         except asyncio.TimeoutError:
             log.warning("%d messages still in progress at shutdown", self.handler.in_flight.count)
         await asyncio.to_thread(self.batcher.close)  # commits what is queued; its senders get their replies
+        if self.poller is not None:  # finish the message in hand before the outbox stops
+            self.poller.stop()
+            await asyncio.gather(self.imap_task, return_exceptions=True)
         self.digests.stop()
         self.worker.stop()
         await asyncio.gather(*self.tasks, return_exceptions=True)
