@@ -287,6 +287,18 @@ def reprocess(app: App, log_id: int, as_json: bool) -> None:
         sys.exit(1)
 
 
+@main.command("hash-password")
+@click.option("--user", required=True, help="The SMTP AUTH login name.")
+@click.password_option(help="Read from a prompt (or stdin) when not given.")
+def hash_password_command(user: str, password: str) -> None:
+    """Print a ``user:hash`` line for smtp.auth_file."""
+    from statusmail.gateway.smtpauth import hash_password
+
+    if ":" in user:
+        raise click.BadParameter("a login name cannot contain ':'", param_hint="--user")
+    click.echo(f"{user}:{hash_password(password)}")
+
+
 # --- users ----------------------------------------------------------------------------------
 
 USER_COLUMNS = ("email", "name", "handle", "role", "team", "timezone", "digest", "banned")

@@ -45,6 +45,9 @@ class SmtpSettings:
     lmtp: bool = False
     tls_cert: str = ""
     tls_key: str = ""
+    require_tls: bool = False
+    auth_file: str = ""
+    require_auth: bool = False
     max_message_bytes: int = 10485760
 
 
@@ -78,6 +81,7 @@ class PolicySettings:
     trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     sender_auth: str = "network"
     authserv_id: str = ""
+    authres_without_id: bool = False
     auto_register: bool = True
     hold_new_users: bool = False
     hold_patterns: tuple[str, ...] = ()
@@ -246,6 +250,12 @@ def validate(settings: Settings) -> None:
             raise ConfigError(f"{key}: expected a port number, got {port}")
     if bool(settings.smtp.tls_cert) != bool(settings.smtp.tls_key):
         raise ConfigError("smtp.tls_cert: tls_cert and tls_key go together")
+    if settings.smtp.require_tls and not settings.smtp.tls_cert:
+        raise ConfigError("smtp.require_tls: needs smtp.tls_cert and smtp.tls_key")
+    if settings.smtp.auth_file and not settings.smtp.tls_cert:
+        raise ConfigError("smtp.auth_file: SMTP AUTH is offered only over TLS; set smtp.tls_cert and smtp.tls_key")
+    if settings.smtp.require_auth and not settings.smtp.auth_file:
+        raise ConfigError("smtp.require_auth: needs smtp.auth_file")
     for network in settings.policy.trusted_networks:
         try:
             ipaddress.ip_network(network, strict=False)
@@ -258,7 +268,7 @@ def validate(settings: Settings) -> None:
             raise ConfigError(f"policy.hold_patterns: bad regex {pattern!r}: {exc}") from None
     if settings.policy.sender_auth not in SENDER_AUTH_MODES:
         raise ConfigError(f"policy.sender_auth: expected one of {', '.join(SENDER_AUTH_MODES)}, got {settings.policy.sender_auth!r}")
-    if settings.policy.sender_auth == "authres" and not settings.policy.authserv_id:
+    if settings.policy.sender_auth == "authres" and not (settings.policy.authserv_id or settings.policy.authres_without_id):
         raise ConfigError("policy.authserv_id: required when sender_auth = \"authres\"")
     if not settings.outbound.transport.startswith(TRANSPORT_SCHEMES):
         raise ConfigError(f"outbound.transport: expected maildir:PATH or smtp://host:port, got {settings.outbound.transport!r}")

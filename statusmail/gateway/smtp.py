@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from statusmail.errors import StoreUnavailable
 from statusmail.gateway.batcher import Batcher
 from statusmail.gateway.config import Settings
+from statusmail.gateway.smtpauth import Authenticator
 from statusmail.gateway.replies import DEFERRED_ERROR, DEFERRED_STORE, smtp_reply
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Outcome, Reason
@@ -157,8 +158,13 @@ def protocol_factory(settings: Settings, handler: StatusHandler) -> Callable[[],
     cls = GatewayLMTP if settings.smtp.lmtp else GatewaySMTP
     context = tls_context(settings)
 
+    authenticator = Authenticator(settings.smtp.auth_file) if settings.smtp.auth_file else None
+
     def build() -> SMTP:
         return cls(handler, data_size_limit=settings.smtp.max_message_bytes, enable_SMTPUTF8=True,
                    decode_data=False, hostname=settings.domain, ident="statusmail",
-                   tls_context=context, require_starttls=False, auth_require_tls=True)
+                   tls_context=context, require_starttls=settings.smtp.require_tls,
+                   authenticator=authenticator, auth_required=settings.smtp.require_auth,
+                   # RFC 4954 §4: no password over an unencrypted channel.
+                   auth_require_tls=True)
     return build

@@ -49,6 +49,7 @@ SENDER: tuple[Stage, ...] = (
     loops.refuse_robots,
     senders.require_one_sender,
     senders.check_sender_domain,
+    senders.check_envelope_sender,
     senders.authenticate_sender,
     senders.identify_user,
     senders.refuse_banned,

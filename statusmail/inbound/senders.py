@@ -46,6 +46,23 @@ def check_sender_domain(mail: Incoming) -> None:
         raise Refused(Reason.DOMAIN_NOT_ALLOWED, f"From domain {domain_of(mail.sender)} is not in policy.allowed_domains")
 
 
+def check_envelope_sender(mail: Incoming) -> None:
+    """The envelope sender, when there is one, is in the From's organizational domain.
+
+    A header From of ``ceo@corp.example`` on mail whose envelope comes from elsewhere is
+    the classic spoof; a company's own MTAs keep both in the company (RFC 7489 §3.2 for
+    what "organizational domain" means). IMAP and ``inject`` have no envelope to compare.
+    """
+    from statusmail.inbound.authres import same_organization
+
+    envelope_sender = mail.envelope.mail_from.strip("<>")
+    if mail.envelope.source not in ("smtp", "lmtp") or "@" not in envelope_sender:
+        return
+    if not same_organization(domain_of(envelope_sender), domain_of(mail.sender)):
+        raise Refused(Reason.NOT_AUTHENTICATED,
+                      f"envelope sender domain {domain_of(envelope_sender)} is not in the organization of {domain_of(mail.sender)}")
+
+
 def authenticate_sender(mail: Incoming) -> None:
     """Apply ``policy.sender_auth`` beyond the network check."""
     policy = mail.settings.policy
@@ -55,7 +72,8 @@ def authenticate_sender(mail: Incoming) -> None:
     if policy.sender_auth == "authres":
         from statusmail.inbound.authres import authres_verdict
 
-        problem = authres_verdict(mail.message, domain, policy.authserv_id)
+        problem = authres_verdict(mail.message, domain, policy.authserv_id,
+                                  accept_without_id=policy.authres_without_id)
     else:
         from statusmail.inbound.dkimcheck import dkim_verdict
 

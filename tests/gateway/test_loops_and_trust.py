@@ -138,3 +138,23 @@ def test_authres_mode_refuses_results_from_a_foreign_server(authres_gateway):
 
 def test_authres_mode_refuses_mail_without_results(authres_gateway):
     assert authres_gateway.send(make_mail())[0] == 550
+
+
+def test_an_envelope_sender_outside_the_from_organization_is_refused(gateway, engine):
+    code, reply = gateway.send(make_mail(), mail_from="bounces@mailer.evil.example")
+    assert code == 550 and reply.startswith("5.7.1")
+    with Session(engine) as session:
+        [entry] = session.exec(select(InboundLog)).all()
+    assert "envelope sender domain mailer.evil.example" in entry.detail
+
+
+def test_an_envelope_sender_in_a_subdomain_of_the_organization_is_fine(tmp_path, sqlite_url):
+    settings = load_settings(str(write_config(tmp_path, sqlite_url)), environ={})
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    running = RunningGateway(settings, engine)
+    try:
+        assert running.send(make_mail(), mail_from="alice@eu.corp.example")[0] == 250
+    finally:
+        running.stop()
+        engine.dispose()
