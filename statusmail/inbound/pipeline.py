@@ -10,6 +10,11 @@ then is the message accepted (``250`` means stored).
 A refused or deferred message rolls back what the stages did (an auto-registered user,
 say) and is logged on its own, with its raw bytes, so nothing that reached the gateway
 is lost from view.
+
+The SMTP listener batches: :func:`process` runs the same stages for one message inside a
+transaction the caller owns, each message in its own SAVEPOINT, so that concurrent
+sessions share one commit (group commit, ``gateway/batcher.py``). IMAP and ``inject``
+call :func:`run`, one transaction per message.
 """
 
 from __future__ import annotations
