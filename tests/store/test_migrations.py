@@ -1,0 +1,54 @@
+"""Schema migrations: every revision upgrades to the newest, and data survives (DESIGN 10)."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlmodel import Session, select
+
+from statusmail.store.db import MIGRATIONS, current_revision, make_engine, upgrade
+from statusmail.store.models import Post, User
+
+
+def revisions() -> list[str]:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return [r.revision for r in reversed(list(ScriptDirectory.from_config(config).walk_revisions()))]
+
+
+def upgrade_to(engine, revision: str) -> None:
+    from alembic import command
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+@pytest.mark.parametrize("start", revisions())
+def test_every_revision_upgrades_to_head_keeping_its_users(start, database_url):
+    engine = make_engine(database_url)
+    upgrade_to(engine, start)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("INSERT INTO users (email, name, handle, role, team, manager_email, timezone, digest, "
+                                   "banned, ban_reason, hard_bounces, mail_suspended, created_at) VALUES "
+                                   "('kept@corp.example', 'Kept', 'kept', 'staff', '', '', '', '', false, '', 0, false, "
+                                   "CURRENT_TIMESTAMP)")
+    upgrade(engine)
+    assert current_revision(engine) == revisions()[-1]
+    with Session(engine) as session:
+        assert session.exec(select(User.email)).all() == ["kept@corp.example"]
+    engine.dispose()
+
+
+def test_init_on_an_existing_database_keeps_its_posts(cli, settings):
+    from tests.conftest import make_mail
+
+    cli("inject", input=make_mail(body="survives init", subject="status").as_bytes())
+    assert cli("init").exit_code == 0
+    engine = make_engine(settings.gateway.database_url)
+    with Session(engine) as session:
+        assert session.exec(select(Post.body)).all() == ["survives init"]
+    engine.dispose()
