@@ -62,10 +62,16 @@ def imap_extra() -> str:
 
 
 @pytest.fixture
-def config_file(tmp_path: Path, database_url: str, dovecot: Dovecot, imap_extra: str) -> Path:
+def policy_extra() -> str:
+    """More [policy] keys; a test parametrizes this to change them."""
+    return ""
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, database_url: str, dovecot: Dovecot, imap_extra: str, policy_extra: str) -> Path:
     password_file = tmp_path / "imap.password"
     password_file.write_text(PASSWORD + "\n")
-    return write_config(tmp_path, database_url, f"""
+    return write_config(tmp_path, database_url, f"""{policy_extra}
 [imap]
 enabled = true
 host = "127.0.0.1"
@@ -141,6 +147,21 @@ def test_a_refused_message_lands_in_the_failed_folder_logged_and_never_answered(
     assert post_bodies(engine) == []
     with Session(engine) as session:
         assert session.exec(select(Outbox)).all() == []
+
+
+@pytest.mark.dovecot
+@pytest.mark.parametrize("policy_extra", ["hold_new_users = true"])
+def test_a_held_message_waits_for_a_moderator_and_is_moved_to_the_processed_folder(dovecot, start_gateway, engine):
+    held = make_mail(subject="My first update")
+    dovecot.append(held)
+    start_gateway()
+    processed = dovecot.folder("statusmail/processed")
+    assert wait_until(lambda: dovecot.message_ids(processed)), dovecot.log()
+    assert dovecot.message_ids(processed) == [held["Message-ID"]]
+    [entry] = log_entries(engine)
+    assert (entry.outcome, entry.source) == ("held", "imap")
+    with Session(engine) as session:
+        assert [p.status for p in session.exec(select(Post))] == ["held"]
 
 
 @pytest.mark.dovecot
@@ -270,5 +291,6 @@ def test_the_imap_envelope_prefers_return_path_and_has_no_recipients():
     envelope = envelope_for(raw, "imap.corp.example")
     assert (envelope.mail_from, envelope.rcpt_tos, envelope.peer, envelope.source) == (
         "bounce@corp.example", (), "imap.corp.example", "imap")
+    assert envelope.notes == ("hold-unauthenticated",)  # nothing can be refused in a dialogue over IMAP
     assert envelope_for(b"From: Alice <alice@corp.example>\r\n\r\nx\r\n", "h").mail_from == "alice@corp.example"
     assert envelope_for(b"Return-Path: <>\r\nFrom: a@corp.example\r\n\r\n", "h").mail_from == "<>"
