@@ -4,6 +4,7 @@ trail, follows and statistics. Registered on the main group by :mod:`statusmail.
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 from typing import Any, Callable, TypeVar
 
@@ -117,7 +118,9 @@ def users_import(app: App, csv_file: Any, as_json: bool) -> None:
 
     try:
         with app.session() as session:
-            report = import_users(session, csv_file.read(), progress=click.progressbar if not as_json else None)
+            # A progress bar only for a person at a terminal; scripts get the summary alone.
+            bar = click.progressbar if sys.stdout.isatty() and not as_json else None
+            report = import_users(session, csv_file.read(), progress=bar)
     except ImportError_ as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
