@@ -150,7 +150,7 @@ def store_outcome(mail: Incoming, outcome: Outcome) -> Outcome:
 
 
 def log_outcome(mail: Incoming, outcome: Outcome) -> None:
-    log.info("%s %s from %s: %s%s", outcome.status, mail.message_id, redact(mail.sender or mail.envelope.mail_from),
+    log.info("%s %s from %s: %s%s", outcome.status, mail.message_id or "(no Message-ID)", redact(mail.sender or mail.envelope.mail_from),
              outcome.reason.value, f" ({redact(outcome.detail)})" if outcome.detail and outcome.detail != outcome.reason.value else "")
 
 
