@@ -67,6 +67,7 @@ class ImapPoller:
         self.imap: ImapSettings = settings.imap
         self.stopping = asyncio.Event()
         self.crashes: Counter[tuple[int, int]] = Counter()
+        self.backoff = BACKOFF_FIRST_SECONDS
 
     @property
     def state_key(self) -> str:
@@ -79,7 +80,6 @@ class ImapPoller:
 
     async def run(self) -> None:
         """Read the folder until :meth:`stop`; reconnect after any failure, backing off."""
-        self.backoff = BACKOFF_FIRST_SECONDS
         while not self.stopping.is_set():
             try:
                 await self.read_mailbox()
@@ -98,13 +98,17 @@ class ImapPoller:
             log.info("reading %s on %s:%d", self.imap.folder, self.imap.host, self.imap.port)
             self.backoff = BACKOFF_FIRST_SECONDS
             while not self.stopping.is_set():
-                await self.process_new_mail(connection)
+                # Mail that arrives during a round is announced in the responses to our own
+                # commands, which aioimaplib drops: look again until a round moves nothing,
+                # so that IDLE starts with nothing unannounced (RFC 2177 §3).
+                while await self.process_new_mail(connection) and not self.stopping.is_set():
+                    pass
                 await self.wait_for_mail(connection)
         finally:
             await close_connection(connection)
 
-    async def process_new_mail(self, connection: Connection) -> None:
-        """One round: every message above the last UID handled, in UID order."""
+    async def process_new_mail(self, connection: Connection) -> int:
+        """One round: every message above the last UID handled, in UID order; how many left the folder."""
         uidvalidity, last_uid = await asyncio.to_thread(load_state, self.engine, self.state_key)
         if uidvalidity != connection.uidvalidity:
             if uidvalidity:
@@ -115,16 +119,19 @@ class ImapPoller:
             last_uid = 0
             await asyncio.to_thread(save_state, self.engine, self.state_key, connection.uidvalidity, 0)
         contiguous = True  # last_uid only advances past messages that have left the folder
+        moved = 0
         for uid in await search_new(connection, last_uid):
             if self.stopping.is_set():
-                return
+                break
             handled = await self.process_one(connection, uid)
             if handled is None:
-                return  # the database is down: the rest would be deferred as well
+                break  # the database is down: the rest would be deferred as well
+            moved += handled
             contiguous = contiguous and handled
             if contiguous:
                 last_uid = uid
                 await asyncio.to_thread(save_state, self.engine, self.state_key, connection.uidvalidity, uid)
+        return moved
 
     async def process_one(self, connection: Connection, uid: int) -> bool | None:
         """Run one message through the pipeline and move it; False when it stays, None to stop."""

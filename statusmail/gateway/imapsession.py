@@ -117,7 +117,7 @@ async def open_connection(settings: ImapSettings) -> Connection:
                               conn_lost_cb=lambda _exc: lost.set(), ssl_context=context)
     connection = Connection(client, lost)
     try:
-        await client.wait_hello_from_server()
+        await bounded(connection, client.wait_hello_from_server(), "greeting")
         await command(connection, client.login(settings.username, secret), f"login as {settings.username}")
         # Capabilities change after login (RFC 3501 §6.2.3); ask again rather than trust the greeting.
         await bounded(connection, client.protocol.capability(), "CAPABILITY")
@@ -130,7 +130,12 @@ async def open_connection(settings: ImapSettings) -> Connection:
 
 
 async def close_connection(connection: Connection) -> None:
-    """Log out politely when possible; always close the socket and forget pending tasks."""
+    """Log out politely when possible; always close the socket and forget pending tasks.
+
+    aioimaplib has no close of its own, so this reaches into its connect task, its IDLE
+    renewal timer and its helper tasks (2.0.3): left alone, they outlive the connection
+    and surface later as unclosed sockets or never-retrieved task exceptions.
+    """
     client = connection.client
     if not connection.lost.is_set() and client.protocol.transport is not None:
         try:

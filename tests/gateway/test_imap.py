@@ -165,6 +165,23 @@ def test_a_held_message_waits_for_a_moderator_and_is_moved_to_the_processed_fold
 
 
 @pytest.mark.dovecot
+@pytest.mark.parametrize("policy_extra", ["posts_per_hour = 1"])
+def test_a_deferred_message_stays_in_the_folder_for_the_next_round(dovecot, start_gateway, settings, engine):
+    from statusmail.gateway.imap import ImapPoller
+
+    first_post, over_limit = make_mail(subject="One"), make_mail(subject="Two")
+    dovecot.append(first_post)
+    dovecot.append(over_limit)
+    start_gateway()
+    assert wait_until(lambda: any(e.reason == "rate_limited" for e in log_entries(engine))), dovecot.log()
+    assert dovecot.message_ids("INBOX") == [over_limit["Message-ID"]]
+    assert dovecot.message_ids(dovecot.folder("statusmail/processed")) == [first_post["Message-ID"]]
+    assert dovecot.message_ids(dovecot.folder("statusmail/failed")) == []
+    with Session(engine) as session:
+        assert session.get(ImapState, ImapPoller(settings, engine).state_key).last_uid == 1
+
+
+@pytest.mark.dovecot
 def test_the_poller_reconnects_after_dovecot_restarts_and_reads_new_mail(dovecot, start_gateway, engine):
     dovecot.append(make_mail(subject="Before the restart"))
     start_gateway()
