@@ -20,8 +20,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from email.message import EmailMessage
 from email import policy
+from email.message import EmailMessage
 from pathlib import Path
 
 USER = "statusmail"
@@ -30,7 +30,8 @@ START_SECONDS = 15.0
 
 
 def find_dovecot() -> str | None:
-    return shutil.which("dovecot") or next((p for p in ("/usr/sbin/dovecot",) if os.access(p, os.X_OK)), None)
+    """The dovecot binary; /usr/sbin is often not on a non-root user's PATH."""
+    return shutil.which("dovecot") or ("/usr/sbin/dovecot" if os.access("/usr/sbin/dovecot", os.X_OK) else None)
 
 
 def free_port() -> int:
