@@ -40,13 +40,16 @@ from statusmail.gateway.imapwire import mailbox_name, parse_exists
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Outcome, Reason
 from statusmail.inbound.pipeline import run
+from statusmail.inbound.senders import HOLD_UNAUTHENTICATED
 from statusmail.store.db import transaction
+from statusmail.store.locks import LeaderLock
 from statusmail.store.models import ImapState
 
 log = logging.getLogger(__name__)
 
 BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 300.0
+LEADER_RETRY_SECONDS = 30.0  # how often a waiting process asks for the mailbox's leader lock
 MAX_INTERNAL_ERRORS = 5  # a message that crashes the pipeline this often goes to failed_folder
 
 # Outcomes a sending MTA would be told to retry (451): the message stays in the folder.
@@ -54,7 +57,7 @@ DEFERRED = frozenset({Reason.RATE_LIMITED, Reason.STORE_UNAVAILABLE, Reason.INTE
 
 # Over IMAP nothing can be refused in a dialogue: ask the pipeline to hold for a
 # moderator, rather than refuse, a message whose sender fails authentication.
-IMAP_NOTES = ("hold-unauthenticated",)
+IMAP_NOTES = (HOLD_UNAUTHENTICATED,)
 
 
 class ImapPoller:
@@ -79,10 +82,22 @@ class ImapPoller:
         self.stopping.set()
 
     async def run(self) -> None:
-        """Read the folder until :meth:`stop`; reconnect after any failure, backing off."""
+        """Read the folder until :meth:`stop`; reconnect after any failure, backing off.
+
+        With several processes on one PostgreSQL database, only the holder of the
+        mailbox's leader lock reads it; the others wait and try again.
+        """
+        leader = LeaderLock(self.engine, f"imap:{self.state_key}")
         while not self.stopping.is_set():
             try:
-                await self.read_mailbox()
+                if not await asyncio.to_thread(leader.acquire):
+                    log.debug("another process reads %s; waiting", self.imap.folder)
+                    await first(self.stopping.wait(), (), LEADER_RETRY_SECONDS)
+                    continue
+                try:
+                    await self.read_mailbox()
+                finally:
+                    await asyncio.to_thread(leader.release)
             except Exception as exc:  # noqa: BLE001 - whatever broke, the answer is to reconnect later
                 log.warning("IMAP %s:%d: %s; reconnecting in %.0fs", self.imap.host, self.imap.port,
                             describe(exc, read_secret_quietly(self.imap)), self.backoff)

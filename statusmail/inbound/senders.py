@@ -18,8 +18,18 @@ from sqlmodel import select
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.outcome import Deferred, Reason, Refused
 from statusmail.inbound.parse import header_text
+from statusmail.inbound.recipients import Kind
 from statusmail.store.models import Post
 from statusmail.store.users import find_user, normalize_email, register_user
+
+
+HOLD_UNAUTHENTICATED = "hold-unauthenticated"  # Envelope.notes flag from transports that cannot refuse
+UNAUTHENTICATED_HOLD = "sender not authenticated"
+
+
+def is_unauthenticated(mail: Incoming) -> bool:
+    """True when the sender failed authentication and the post is held for it."""
+    return any(hold.startswith(UNAUTHENTICATED_HOLD) for hold in mail.holds)
 
 
 def domain_of(address: str) -> str:
@@ -78,8 +88,14 @@ def authenticate_sender(mail: Incoming) -> None:
         from statusmail.inbound.dkimcheck import dkim_verdict
 
         problem = dkim_verdict(mail.raw, domain)
-    if problem:
-        raise Refused(Reason.NOT_AUTHENTICATED, problem)
+    if not problem:
+        return
+    # Over IMAP nothing can be refused in a dialogue, and the message is already here: a
+    # post that fails authentication waits for a moderator instead (SPEC §5).
+    if HOLD_UNAUTHENTICATED in mail.envelope.notes and mail.kind in (Kind.POST, Kind.REPLY):
+        mail.holds.append(f"{UNAUTHENTICATED_HOLD}: {problem}")
+        return
+    raise Refused(Reason.NOT_AUTHENTICATED, problem)
 
 
 def identify_user(mail: Incoming) -> None:

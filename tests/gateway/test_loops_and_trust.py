@@ -158,3 +158,25 @@ def test_an_envelope_sender_in_a_subdomain_of_the_organization_is_fine(tmp_path,
     finally:
         running.stop()
         engine.dispose()
+
+
+def test_over_imap_an_unauthenticated_post_is_held_not_refused(tmp_path, sqlite_url):
+    from statusmail.inbound.envelope import Envelope
+    from statusmail.inbound.pipeline import run
+
+    settings = load_settings(str(write_config(tmp_path, sqlite_url, AUTHRES_CONFIG)), environ={})
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    imap = Envelope(mail_from="alice@corp.example", source="imap", notes=("hold-unauthenticated",))
+    outcome = run(make_mail(body="no Authentication-Results here").as_bytes(), imap, settings, engine)
+    assert (outcome.status, outcome.reason.name) == ("held", "HELD")
+    assert "sender not authenticated" in outcome.detail
+    long_one = run(make_mail(body="z " * 200, subject="status").as_bytes(), imap, settings, engine)
+    assert long_one.reason.name == "TOO_LONG"
+    with Session(engine) as session:
+        assert session.get(Post, outcome.post_id).status == "held"
+        from statusmail.store.models import Outbox
+        assert session.exec(select(Outbox)).all() == []  # a possibly forged sender is never answered
+    smtp = Envelope(mail_from="alice@corp.example", rcpt_tos=("status@corp.example",), source="smtp")
+    assert run(make_mail(body="over smtp").as_bytes(), smtp, settings, engine).reason.name == "NOT_AUTHENTICATED"
+    engine.dispose()
