@@ -76,7 +76,7 @@ def send_with_bar(app: App, user_ids: Any, force: bool) -> SendReport:
         if bar is None:
             bar = click.progressbar(length=total, label="digests", show_pos=True)
             bar.__enter__()
-        bar.update(1)
+        bar.update(done - bar.pos)
     try:
         return send_digests(app.settings, app.engine, user_ids=user_ids, force=force, progress=advance)
     finally:

@@ -6,18 +6,22 @@ link to the reader's own reply token for that post, so answering from the digest
 in the post's thread like any other reply.
 
 Exactly once: the ``digests`` row for (reader, period) and the digest's outbox row are
-written in one transaction, and the row is inserted *first*. The unique key then is the
-lock: a second ``serve`` process, a ``digest send --now`` racing the scheduler, or a run
-restarted after a crash, hits an IntegrityError on that insert and skips the reader. A
-crash before commit leaves neither row, so the period is simply sent by the next tick.
+written in one transaction, so the unique key on (user, period) decides for both: a
+second ``serve`` process, a ``digest send --now`` racing the scheduler, or a run
+restarted after a crash hits an IntegrityError and skips the reader, and its outbox row
+rolls back with it. A crash before commit leaves neither row, so the period is simply
+sent by the next tick. The mail is rendered before the transaction opens; a loser of
+the race has wasted one render, never sent a second mail.
 
 Empty periods are recorded too (a row with ``item_count = 0`` and no outbox row): the
 scheduler does not recompute a reader with nothing new every minute of the day, and
 the next digest starts where this empty one ended.
 
 A run is batched for scale: the news window, follows and mutes are loaded once in a few
-queries; per reader there is one transaction with three statements (claim, tokens,
-outbox row).
+queries; readers are then composed and recorded 25 at a time, with one query for their
+existing reply tokens and one short transaction (one commit) for their outbox rows,
+Digest rows and new tokens. A batch that conflicts with another sender is retried
+reader by reader, so the unique key still decides for each reader alone.
 """
 
 from __future__ import annotations
@@ -53,6 +57,9 @@ TICK_SECONDS = 60.0
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 PREVIEW_TOKEN = "preview"  # stands in for a token that sending would create
+# Readers recorded per transaction: one commit (one fsync on SQLite) for many digests,
+# while the write lock is still held for a few milliseconds only.
+BATCH = 25
 
 
 @dataclass(frozen=True)
@@ -129,18 +136,10 @@ def plan(session: Session, settings: Settings, now: datetime, *, user_ids: Seque
 # --- composing ----------------------------------------------------------------------------
 
 
-def tokens_for(session: Session, user_id: int, post_ids: Sequence[int], now: datetime) -> dict[int, str]:
-    """The reader's reply token for each post: existing ones reused, missing ones created
-    in one INSERT (not :func:`token_for`'s query per post)."""
-    tokens: dict[int, str] = dict(session.exec(select(ReplyToken.post_id, ReplyToken.token)  # type: ignore[arg-type]
-                                               .where(ReplyToken.user_id == user_id,
-                                                      col(ReplyToken.post_id).in_(post_ids))).all())
-    missing = [{"token": new_token(), "user_id": user_id, "post_id": post_id, "created_at": now}
-               for post_id in dict.fromkeys(post_ids) if post_id not in tokens]
-    if missing:
-        session.exec(insert(ReplyToken).values(missing))  # type: ignore[call-overload]
-        tokens.update((row["post_id"], row["token"]) for row in missing)
-    return tokens
+def known_tokens(session: Session, user_id: int, post_ids: Sequence[int]) -> dict[int, str]:
+    """The reader's existing reply tokens for these posts, in one query."""
+    return dict(session.exec(select(ReplyToken.post_id, ReplyToken.token)  # type: ignore[arg-type]
+                             .where(ReplyToken.user_id == user_id, col(ReplyToken.post_id).in_(post_ids))).all())
 
 
 def local_time(moment: datetime, recipient: Recipient) -> str:
@@ -184,36 +183,79 @@ def compose(settings: Settings, recipient: Recipient, content: DigestContent, to
 # --- sending ------------------------------------------------------------------------------
 
 
-def record_digest(engine: Engine, settings: Settings, planned: Planned, content: DigestContent, now: datetime) -> str:
-    """Claim (reader, period) and queue the mail in one transaction.
+@dataclass
+class Ready:
+    """A digest composed and waiting to be recorded."""
 
-    Returns ``queued``, ``empty`` (recorded without mail) or ``already`` (someone else
-    holds the period). The Digest row goes in first so that a concurrent sender blocks
-    on, or fails at, the unique key before it renders anything.
+    planned: Planned
+    content: DigestContent
+    message: EmailMessage | None  # None: nothing new
+    minted: dict[int, str]  # reply tokens to store with it (post id -> token)
+
+
+def prepare(engine: Engine, settings: Settings, batch: list[tuple[Planned, DigestContent]], now: datetime) -> list[Ready]:
+    """Compose a batch of digests, outside any transaction: one query for the tokens
+    the readers already have, new ones minted in memory (stored by :func:`write`)."""
+    wanted = {p.recipient.id: [item.post.id for item in c.items()] for p, c in batch if c.count}
+    known: dict[tuple[int, int], str] = {}
+    posts = sorted({post_id for ids in wanted.values() for post_id in ids})
+    if posts:
+        with transaction(engine) as session:
+            for user_id, post_id, token in session.exec(select(ReplyToken.user_id, ReplyToken.post_id, ReplyToken.token)
+                                                        .where(col(ReplyToken.user_id).in_(list(wanted)),
+                                                               col(ReplyToken.post_id).in_(posts))):
+                known[(user_id, post_id)] = token
+    ready = []
+    for planned, content in batch:
+        user_id = planned.recipient.id
+        tokens = {post_id: known[(user_id, post_id)] for post_id in wanted.get(user_id, ()) if (user_id, post_id) in known}
+        minted = {post_id: new_token() for post_id in wanted.get(user_id, ()) if post_id not in tokens}
+        message = compose(settings, planned.recipient, content, {**tokens, **minted}, now) if content.count else None
+        ready.append(Ready(planned, content, message, minted))
+    return ready
+
+
+def write(session: Session, settings: Settings, batch: list[Ready], now: datetime) -> None:
+    """Each digest's outbox row, its Digest row (the unique (user, period) decides) and
+    its new reply tokens, in the caller's transaction. Messages are serialized (by
+    ``enqueue``) before the first INSERT, so the write lock is held for INSERTs only."""
+    rows = [enqueue(session, r.message, settings, kind="digest", to=r.planned.recipient.email,
+                    user_id=r.planned.recipient.id) if r.message is not None else None for r in batch]
+    session.flush()
+    session.add_all([Digest(user_id=r.planned.recipient.id, period=r.planned.period, covered_until=r.content.until,
+                            item_count=r.content.count, outbox_id=row.id if row else None, created_at=now)
+                     for r, row in zip(batch, rows)])
+    session.flush()
+    tokens = [{"token": token, "user_id": r.planned.recipient.id, "post_id": post_id, "created_at": now}
+              for r in batch for post_id, token in r.minted.items()]
+    if tokens:  # one executemany: its compiled form is cached, a multi-VALUES one is not
+        session.connection().execute(insert(ReplyToken), tokens)
+
+
+def record(engine: Engine, settings: Settings, batch: list[Ready], now: datetime) -> list[str]:
+    """Record a batch in one transaction (one commit, one fsync, for many readers).
+
+    Returns each reader's outcome: ``queued``, ``empty`` or ``already``. When the batch
+    conflicts (another sender holds a period, or a notification created one of the
+    same reply tokens meanwhile) nothing of it is kept and each reader is retried alone.
     """
-    recipient = planned.recipient
-    for attempt in range(2):
-        try:
-            with transaction(engine) as session:
-                digest = Digest(user_id=recipient.id, period=planned.period, covered_until=content.until,
-                                item_count=content.count, created_at=now)
-                session.add(digest)
-                session.flush()
-                if not content.count:
-                    return "empty"
-                tokens = tokens_for(session, recipient.id, [item.post.id for item in content.items()], now)
-                row = enqueue(session, compose(settings, recipient, content, tokens, now), settings, kind="digest",
-                              to=recipient.email, user_id=recipient.id)
-                session.flush()
-                digest.outbox_id = row.id
-                session.add(digest)
-            return "queued"
-        except IntegrityError:
-            # Almost always the unique (user, period): someone else sent it. On PostgreSQL a
-            # notification may have created one of our tokens meanwhile: then try once more.
-            if attempt or period_taken(engine, recipient.id, planned.period):
-                return "already"
-    return "already"
+    try:
+        with transaction(engine) as session:
+            write(session, settings, batch, now)
+        return ["queued" if r.message is not None else "empty" for r in batch]
+    except IntegrityError:
+        if len(batch) > 1:
+            return [record(engine, settings, [r], now)[0] for r in batch]
+    ready = batch[0]
+    if period_taken(engine, ready.planned.recipient.id, ready.planned.period):
+        return ["already"]
+    # A token clash: compose again with the tokens as they are now, once.
+    try:
+        with transaction(engine) as session:
+            write(session, settings, prepare(engine, settings, [(ready.planned, ready.content)], now), now)
+    except IntegrityError:
+        return ["already"]
+    return ["queued" if ready.message is not None else "empty"]
 
 
 def period_taken(engine: Engine, user_id: int, period: str) -> bool:
@@ -227,7 +269,7 @@ def send_digests(settings: Settings, engine: Engine, *, now: datetime | None = N
                  stopping: threading.Event | None = None) -> SendReport:
     """Send every digest due at ``now`` (``force``: due or not); what ``digest send`` and
     the scheduler run. ``dry_run`` decides and counts but changes nothing. ``progress`` is
-    called with (readers done, readers due) after each reader."""
+    called with (readers done, readers due); ``on_queued`` after each committed batch."""
     now = now or utcnow()
     with transaction(engine) as session:
         due = plan(session, settings, now, user_ids=user_ids, force=force)
@@ -236,20 +278,21 @@ def send_digests(settings: Settings, engine: Engine, *, now: datetime | None = N
         window = load_window(session, min(p.since for p in due), now)
         interests = load_interests(session, [p.recipient.id for p in due])
     report = SendReport()
-    for done, planned in enumerate(due, 1):
+    for start in range(0, len(due), BATCH):
         if stopping is not None and stopping.is_set():
             break
-        content = collect(window, planned.recipient.id, interests[planned.recipient.id], planned.since)
+        batch = [(p, collect(window, p.recipient.id, interests[p.recipient.id], p.since)) for p in due[start:start + BATCH]]
         if dry_run:
-            report.planned.append(Planned(planned.recipient, planned.period, planned.since, content.count))
-            outcome = "queued" if content.count else "empty"
+            report.planned += [Planned(p.recipient, p.period, p.since, c.count) for p, c in batch]
+            outcomes = ["queued" if c.count else "empty" for _, c in batch]
         else:
-            outcome = record_digest(engine, settings, planned, content, now)
-            if outcome == "queued" and on_queued is not None:
+            outcomes = record(engine, settings, prepare(engine, settings, batch, now), now)
+            if "queued" in outcomes and on_queued is not None:
                 on_queued()
-        setattr(report, outcome, getattr(report, outcome) + 1)
+        for outcome in outcomes:
+            setattr(report, outcome, getattr(report, outcome) + 1)
         if progress is not None:
-            progress(done, len(due))
+            progress(start + len(batch), len(due))
     return report
 
 
@@ -269,8 +312,7 @@ def preview(settings: Settings, engine: Engine, user_id: int, now: datetime | No
         if not content.count:
             return Preview(None, "nothing new")
         post_ids = [item.post.id for item in content.items()]
-        tokens = dict(session.exec(select(ReplyToken.post_id, ReplyToken.token)  # type: ignore[arg-type]
-                                   .where(ReplyToken.user_id == user_id, col(ReplyToken.post_id).in_(post_ids))).all())
+        tokens = known_tokens(session, user_id, post_ids)
     tokens = {post_id: tokens.get(post_id, PREVIEW_TOKEN) for post_id in post_ids}
     return Preview(compose(settings, recipient, content, tokens, now))
 
