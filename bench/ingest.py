@@ -245,14 +245,16 @@ def summarise(tallies: list[tuple[Tally, float]]) -> Result:
                   sum(t.ok for t, _ in tallies), other)
 
 
-def measure(messages: int, concurrency: int, reuse: bool, rounds: int, keep: bool = False) -> dict[str, object]:
+def measure(messages: int, concurrency: int, reuse: bool, rounds: int, keep: bool = False,
+            statusmail: list[str] | None = None) -> dict[str, object]:
     tmp = Path(tempfile.mkdtemp(prefix="statusmail-bench-"))
     gw_port, sink_port = free_port(), free_port()
     config = write_config(tmp, gw_port)
-    subprocess.run([str(STATUSMAIL), "--config", str(config), "init"], check=True, capture_output=True)
+    command = statusmail or [str(STATUSMAIL)]
+    subprocess.run([*command, "--config", str(config), "init"], check=True, capture_output=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     gw_log = open(tmp / "serve.log", "wb")
-    gateway = subprocess.Popen([str(STATUSMAIL), "--config", str(config), "serve"], stdout=gw_log, stderr=gw_log, env=env)
+    gateway = subprocess.Popen([*command, "--config", str(config), "serve"], stdout=gw_log, stderr=gw_log, env=env)
     sink = subprocess.Popen([str(PYTHON), __file__, "--discard-server", str(sink_port)], env=env)
     run_id = uuid.uuid4().hex[:12]
     try:
@@ -293,12 +295,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=4, help="alternating phases per server (default 4)")
     parser.add_argument("--reuse", action="store_true", help="reuse each session's connection")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (serve.log, the db)")
+    parser.add_argument("--statusmail", default=str(STATUSMAIL),
+                        help="the command that runs statusmail, split on spaces (to compare another build, "
+                             "a script that imports it ahead of the editable install)")
     parser.add_argument("--discard-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.discard_server:
         run_discard_server(args.discard_server)
         return 0
-    r = measure(args.messages, args.concurrency, args.reuse, args.rounds, args.keep)
+    r = measure(args.messages, args.concurrency, args.reuse, args.rounds, args.keep, args.statusmail.split())
     g, d = r["gateway"], r["discard"]
     assert isinstance(g, Result) and isinstance(d, Result)
     mode = "reused connections" if args.reuse else "a new connection per message"
