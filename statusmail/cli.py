@@ -228,6 +228,19 @@ def check(app: App) -> None:
         raise click.ClickException(f"{failures} check(s) failed")
 
 
+def report_outcome(outcome: Any, as_json: bool) -> None:
+    """Print a pipeline outcome; exit 1 unless the message was accepted or held (SPEC §6)."""
+    if as_json:
+        emit({"outcome": outcome.status, "reason": outcome.reason.name.lower(), "detail": redact(outcome.detail),
+              "post_id": outcome.post_id, "log_id": outcome.log_id}, True)
+    else:
+        detail = f" ({redact(outcome.detail)})" if outcome.detail and outcome.detail != outcome.reason.value else ""
+        click.echo(f"{outcome.status}: {outcome.reason.value}{detail}"
+                   + (f", post {outcome.post_id}" if outcome.post_id else ""))
+    if not outcome.accepted:
+        sys.exit(1)
+
+
 @main.command()
 @config_option
 @click.argument("file", type=click.File("rb"), default="-")
@@ -247,15 +260,7 @@ def inject(app: App, file: Any, mail_from: str, rcpt_to: tuple[str, ...], as_jso
         header = next((line for line in raw.split(b"\n\n", 1)[0].splitlines() if line.lower().startswith(b"from:")), b"")
         mail_from = parseaddr(header[5:].decode("utf-8", "replace"))[1]
     outcome = run(raw, Envelope(mail_from=mail_from, rcpt_tos=rcpt_to, source="inject"), app.settings, app.engine)
-    result = {"outcome": outcome.status, "reason": outcome.reason.name.lower(), "detail": redact(outcome.detail),
-              "post_id": outcome.post_id, "log_id": outcome.log_id}
-    if as_json:
-        emit(result, True)
-    else:
-        click.echo(f"{outcome.status}: {outcome.reason.value}" + (f" ({redact(outcome.detail)})" if outcome.detail
-                   and outcome.detail != outcome.reason.value else "") + (f", post {outcome.post_id}" if outcome.post_id else ""))
-    if not outcome.accepted:
-        sys.exit(1)
+    report_outcome(outcome, as_json)
 
 
 @main.command()
@@ -277,14 +282,7 @@ def reprocess(app: App, log_id: int, as_json: bool) -> None:
         raw, sender = entry.raw, entry.sender
         recipients = tuple(r.strip() for r in entry.recipients.split(",") if r.strip())
     outcome = run(raw, Envelope(mail_from=sender, rcpt_tos=recipients, source="reprocess"), app.settings, app.engine)
-    result = {"outcome": outcome.status, "reason": outcome.reason.name.lower(), "detail": redact(outcome.detail),
-              "post_id": outcome.post_id, "log_id": outcome.log_id}
-    if as_json:
-        emit(result, True)
-    else:
-        click.echo(f"{outcome.status}: {outcome.reason.value}" + (f", post {outcome.post_id}" if outcome.post_id else ""))
-    if not outcome.accepted:
-        sys.exit(1)
+    report_outcome(outcome, as_json)
 
 
 @main.command("hash-password")

@@ -55,9 +55,13 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/statusmail.db"
 
 
-def write_config(tmp_path: Path, database_url: str, extra: str = "") -> Path:
+def write_config(tmp_path: Path, database_url: str, extra: str = "", smtp: str = "") -> Path:
+    """A configuration for tests: ``extra`` lines go in [policy], ``smtp`` lines in [smtp]."""
     config = tmp_path / "statusmail.toml"
     config.write_text(f"""
+[smtp]
+{smtp}
+
 [gateway]
 address = "status@corp.example"
 request_address = "status-request@corp.example"
@@ -224,3 +228,20 @@ def cli_for() -> Any:
     yield build
     for engine in engines:
         engine.dispose()
+
+
+@pytest.fixture
+def gateway_with(tmp_path: Path, sqlite_url: str) -> Iterator[Any]:
+    """Start a gateway with extra [policy] (and [smtp]) lines; stopped after the test."""
+    started: list[RunningGateway] = []
+
+    def start(policy: str = "", smtp: str = "") -> RunningGateway:
+        settings = load_settings(str(write_config(tmp_path, sqlite_url, policy, smtp)), environ={})
+        engine = make_engine(sqlite_url)
+        upgrade(engine)
+        started.append(RunningGateway(settings, engine))
+        return started[-1]
+    yield start
+    for running in started:
+        running.stop()
+        running.engine.dispose()

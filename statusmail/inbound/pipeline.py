@@ -60,27 +60,21 @@ SENDER: tuple[Stage, ...] = (
     senders.refuse_banned,
 )
 
+# A post or a reply: the same stages; find_parent tells them apart (by token or headers).
+PUBLISH: tuple[Stage, ...] = SENDER + (
+    threads.find_parent,
+    senders.limit_rate,
+    text.extract_text,
+    text.enforce_brevity,
+    text.find_tags_and_mentions,
+    publish.collect_holds,
+    publish.store_post,
+    publish.notify,
+)
+
 PIPELINES: dict[Kind, tuple[Stage, ...]] = {
-    Kind.POST: SENDER + (
-        threads.find_parent,
-        senders.limit_rate,
-        text.extract_text,
-        text.enforce_brevity,
-        text.find_tags_and_mentions,
-        publish.collect_holds,
-        publish.store_post,
-        publish.notify,
-    ),
-    Kind.REPLY: SENDER + (
-        threads.find_parent,
-        senders.limit_rate,
-        text.extract_text,
-        text.enforce_brevity,
-        text.find_tags_and_mentions,
-        publish.collect_holds,
-        publish.store_post,
-        publish.notify,
-    ),
+    Kind.POST: PUBLISH,
+    Kind.REPLY: PUBLISH,
     Kind.COMMAND: SENDER + (commands.run_commands,),
     Kind.BOUNCE: (loops.record_bounce,),
 }

@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 from statusmail.gateway.config import load_settings
 from statusmail.store.db import make_engine, upgrade
 from statusmail.store.models import Bounce, InboundLog, Post, User
-from tests.conftest import RunningGateway, make_mail, outbox_messages, write_config
+from tests.conftest import make_mail, outbox_messages, write_config
 
 
 def post_count(engine) -> int:
@@ -47,21 +47,13 @@ def test_x_auto_response_suppress_is_not_a_robot_marker(gateway, engine):
     assert post_count(engine) == 1
 
 
-def test_an_unrecognised_responder_gets_at_most_the_hourly_cap_of_answers(tmp_path, sqlite_url):
-    settings = load_settings(str(write_config(tmp_path, sqlite_url, "auto_answers_per_hour = 1")), environ={})
-    engine = make_engine(sqlite_url)
-    upgrade(engine)
-    running = RunningGateway(settings, engine)
-    try:
-        # A robot without any marker, answering each of our notices with a long text.
-        for i in range(4):
-            running.send(make_mail(body=f"Thank you for your message {i}. " * 20, subject="Thanks"))
-        running.flush_outbox()
-        assert len(outbox_messages(settings)) == 1
-    finally:
-        running.stop()
-        engine.dispose()
-
+def test_an_unrecognised_responder_gets_at_most_the_hourly_cap_of_answers(gateway_with):
+    running = gateway_with("auto_answers_per_hour = 1")
+    # A robot without any marker, answering each of our notices with a long text.
+    for i in range(4):
+        running.send(make_mail(body=f"Thank you for your message {i}. " * 20, subject="Thanks"))
+    running.flush_outbox()
+    assert len(outbox_messages(running.settings)) == 1
 
 def dsn_for(bounce_to: str, recipient: str, status: str) -> bytes:
     """An RFC 3464 delivery status notification as Postfix writes one."""
@@ -101,15 +93,8 @@ AUTHRES_CONFIG = 'sender_auth = "authres"\nauthserv_id = "mx.corp.example"'
 
 
 @pytest.fixture
-def authres_gateway(tmp_path, sqlite_url):
-    settings = load_settings(str(write_config(tmp_path, sqlite_url, AUTHRES_CONFIG)), environ={})
-    engine = make_engine(sqlite_url)
-    upgrade(engine)
-    running = RunningGateway(settings, engine)
-    yield running
-    running.stop()
-    engine.dispose()
-
+def authres_gateway(gateway_with):
+    return gateway_with(AUTHRES_CONFIG)
 
 def with_authres(*values: str) -> EmailMessage:
     msg = make_mail()
@@ -148,17 +133,8 @@ def test_an_envelope_sender_outside_the_from_organization_is_refused(gateway, en
     assert "envelope sender domain mailer.evil.example" in entry.detail
 
 
-def test_an_envelope_sender_in_a_subdomain_of_the_organization_is_fine(tmp_path, sqlite_url):
-    settings = load_settings(str(write_config(tmp_path, sqlite_url)), environ={})
-    engine = make_engine(sqlite_url)
-    upgrade(engine)
-    running = RunningGateway(settings, engine)
-    try:
-        assert running.send(make_mail(), mail_from="alice@eu.corp.example")[0] == 250
-    finally:
-        running.stop()
-        engine.dispose()
-
+def test_an_envelope_sender_in_a_subdomain_of_the_organization_is_fine(gateway):
+    assert gateway.send(make_mail(), mail_from="alice@eu.corp.example")[0] == 250
 
 def test_over_imap_an_unauthenticated_post_is_held_not_refused(tmp_path, sqlite_url):
     from statusmail.inbound.envelope import Envelope

@@ -119,43 +119,20 @@ def test_tags_and_mentions_are_recorded_and_the_mentioned_user_is_mailed(gateway
     assert "Pairing with @bob" in mail.get_body(("plain",)).get_content()
 
 
-def test_an_untrusted_peer_is_refused_at_mail_from(tmp_path, sqlite_url):
-    from statusmail.gateway.config import load_settings
-    from statusmail.store.db import make_engine, upgrade
-    from tests.conftest import RunningGateway, write_config
-
-    settings = load_settings(str(write_config(tmp_path, sqlite_url, 'trusted_networks = ["10.0.0.0/8"]')), environ={})
-    engine = make_engine(sqlite_url)
-    upgrade(engine)
-    running = RunningGateway(settings, engine)
-    try:
-        code, reply = running.send(make_mail())
-    finally:
-        running.stop()
+def test_an_untrusted_peer_is_refused_at_mail_from(gateway_with):
+    running = gateway_with('trusted_networks = ["10.0.0.0/8"]')
+    code, reply = running.send(make_mail())
     assert code == 550 and reply.startswith("5.7.1")
-    with Session(engine) as session:
+    with Session(running.engine) as session:
         assert session.exec(select(InboundLog.reason)).all() == ["untrusted_peer"]
 
 
-def test_a_message_over_the_size_limit_is_refused_552_5_3_4(tmp_path, sqlite_url):
-    from statusmail.gateway.config import load_settings
-    from statusmail.store.db import make_engine, upgrade
-    from tests.conftest import RunningGateway, write_config
-
-    config = write_config(tmp_path, sqlite_url)
-    config.write_text(config.read_text().replace("[outbound]", "[smtp]\nmax_message_bytes = 2000\n\n[outbound]"))
-    settings = load_settings(str(config), environ={})
-    engine = make_engine(sqlite_url)
-    upgrade(engine)
-    running = RunningGateway(settings, engine)
-    try:
-        code, reply = running.send(make_mail(body=("z" * 70 + "\n") * 80))
-    finally:
-        running.stop()
+def test_a_message_over_the_size_limit_is_refused_552_5_3_4(gateway_with):
+    running = gateway_with(smtp="max_message_bytes = 2000")
+    code, reply = running.send(make_mail(body=("z" * 70 + "\n") * 80))
     assert (code, reply) == (552, replies.REFUSED_TOO_LARGE.removeprefix("552 "))
-    with Session(engine) as session:
+    with Session(running.engine) as session:
         assert session.exec(select(InboundLog.reason)).all() == ["too_large"]
-
 
 def test_a_robot_is_accepted_silently_never_posted_never_answered(gateway, engine, settings):
     code, _ = gateway.send(make_mail(subject="Out of Office: back Monday", body="I am away"))
@@ -181,19 +158,9 @@ def test_html_only_mail_is_posted_as_text_without_markup_or_script(gateway, engi
     assert post.body == "Rolled out v2 today"
 
 
-def test_posts_beyond_the_hourly_limit_are_deferred_451_4_7_1(tmp_path, sqlite_url):
-    from statusmail.gateway.config import load_settings
-    from statusmail.store.db import make_engine, upgrade
-    from tests.conftest import RunningGateway, write_config
-
-    settings = load_settings(str(write_config(tmp_path, sqlite_url, "posts_per_hour = 2")), environ={})
-    engine = make_engine(sqlite_url)
-    upgrade(engine)
-    running = RunningGateway(settings, engine)
-    try:
-        codes = [running.send(make_mail(body=f"update {i}"))[0] for i in range(3)]
-        last = running.send(make_mail(body="one more"))
-    finally:
-        running.stop()
+def test_posts_beyond_the_hourly_limit_are_deferred_451_4_7_1(gateway_with):
+    running = gateway_with("posts_per_hour = 2")
+    codes = [running.send(make_mail(body=f"update {i}"))[0] for i in range(3)]
+    last = running.send(make_mail(body="one more"))
     assert codes == [250, 250, 451]
     assert last[0] == 451 and last[1].startswith("4.7.1")

@@ -11,8 +11,7 @@ import pytest
 
 from statusmail.gateway.config import load_settings
 from statusmail.gateway.smtpauth import hash_password, verify_password
-from statusmail.store.db import make_engine, upgrade
-from tests.conftest import RunningGateway, make_mail, write_config
+from tests.conftest import make_mail, write_config
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make a test certificate")
 
@@ -25,15 +24,6 @@ def certificate(tmp_path):
     return cert, key
 
 
-def start(tmp_path, sqlite_url, smtp_lines: str) -> RunningGateway:
-    config = write_config(tmp_path, sqlite_url)
-    config.write_text(config.read_text().replace("[outbound]", f"[smtp]\n{smtp_lines}\n\n[outbound]"))
-    settings = load_settings(str(config), environ={})
-    engine = make_engine(sqlite_url)
-    upgrade(engine)
-    return RunningGateway(settings, engine)
-
-
 def client_context() -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.check_hostname = False
@@ -41,43 +31,37 @@ def client_context() -> ssl.SSLContext:
     return context
 
 
-def test_require_tls_refuses_mail_until_starttls(tmp_path, sqlite_url, certificate):
+def test_require_tls_refuses_mail_until_starttls(gateway_with, certificate):
     cert, key = certificate
-    running = start(tmp_path, sqlite_url, f'tls_cert = "{cert}"\ntls_key = "{key}"\nrequire_tls = true')
-    try:
-        with running.smtp() as client:
-            client.ehlo()
-            assert client.has_extn("starttls")
-            assert client.mail("alice@corp.example")[0] == 530
-            client.starttls(context=client_context())
-            client.ehlo()
-            assert client.mail("alice@corp.example")[0] == 250
-            assert client.rcpt("status@corp.example")[0] == 250
-            assert client.data(make_mail().as_bytes().replace(b"\n", b"\r\n"))[0] == 250
-    finally:
-        running.stop()
+    running = gateway_with(smtp=f'tls_cert = "{cert}"\ntls_key = "{key}"\nrequire_tls = true')
+    with running.smtp() as client:
+        client.ehlo()
+        assert client.has_extn("starttls")
+        assert client.mail("alice@corp.example")[0] == 530
+        client.starttls(context=client_context())
+        client.ehlo()
+        assert client.mail("alice@corp.example")[0] == 250
+        assert client.rcpt("status@corp.example")[0] == 250
+        assert client.data(make_mail().as_bytes().replace(b"\n", b"\r\n"))[0] == 250
 
 
-def test_auth_is_offered_only_over_tls_and_checks_the_hashed_password(tmp_path, sqlite_url, certificate):
+def test_auth_is_offered_only_over_tls_and_checks_the_hashed_password(gateway_with, tmp_path, certificate):
     cert, key = certificate
     auth_file = tmp_path / "smtp-users"
     auth_file.write_text(f"mta:{hash_password('s3cret', iterations=1000)}\n")
-    running = start(tmp_path, sqlite_url, f'tls_cert = "{cert}"\ntls_key = "{key}"\nauth_file = "{auth_file}"\n'
-                                          "require_auth = true")
-    try:
-        with running.smtp() as client:
-            client.ehlo()
-            assert not client.has_extn("auth")
-            client.starttls(context=client_context())
-            client.ehlo()
-            assert client.has_extn("auth")
-            assert client.mail("alice@corp.example")[0] == 530  # authentication required
-            with pytest.raises(smtplib.SMTPAuthenticationError):
-                client.login("mta", "wrong")
-            assert client.login("mta", "s3cret")[0] == 235
-            assert client.mail("alice@corp.example")[0] == 250
-    finally:
-        running.stop()
+    running = gateway_with(smtp=f'tls_cert = "{cert}"\ntls_key = "{key}"\nauth_file = "{auth_file}"\n'
+                                "require_auth = true")
+    with running.smtp() as client:
+        client.ehlo()
+        assert not client.has_extn("auth")
+        client.starttls(context=client_context())
+        client.ehlo()
+        assert client.has_extn("auth")
+        assert client.mail("alice@corp.example")[0] == 530  # authentication required
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            client.login("mta", "wrong")
+        assert client.login("mta", "s3cret")[0] == 235
+        assert client.mail("alice@corp.example")[0] == 250
 
 
 def test_password_hashes_verify_only_the_right_password():
@@ -89,7 +73,6 @@ def test_password_hashes_verify_only_the_right_password():
 def test_auth_without_tls_is_a_configuration_error(tmp_path, sqlite_url):
     from statusmail.errors import ConfigError
 
-    config = write_config(tmp_path, sqlite_url)
-    config.write_text(config.read_text().replace("[outbound]", '[smtp]\nauth_file = "x"\n\n[outbound]'))
+    config = write_config(tmp_path, sqlite_url, smtp='auth_file = "x"')
     with pytest.raises(ConfigError, match="smtp.auth_file"):
         load_settings(str(config), environ={})
