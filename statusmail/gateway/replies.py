@@ -21,6 +21,8 @@ OK_TOO_LONG = "250 2.0.0 OK: not posted, too long; the sender was told by mail"
 REFUSED_POLICY = "550 5.7.1"
 REFUSED_RECIPIENT = "550 5.1.1 No such recipient here"
 REFUSED_TOO_LARGE = "552 5.3.4 Message too big for this gateway"
+# RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets with its CRLF; §4.2.2 gives 500.
+REFUSED_LINE_TOO_LONG = "500 5.5.2 Line too long (RFC 5321 4.5.3.1.6)"
 REFUSED_UNPARSEABLE = "554 5.6.0 Message cannot be parsed"
 REFUSED_EMPTY = "550 5.6.0 No status text found in the message"
 DEFERRED_RATE = "451 4.7.1 Too many posts this hour, try again later"
@@ -46,6 +48,7 @@ REPLIES: dict[Reason, str] = {
     Reason.NOT_AUTHENTICATED: f"{REFUSED_POLICY} Sender could not be authenticated",
     Reason.WRONG_REPLIER: f"{REFUSED_POLICY} This reply address belongs to someone else",
     Reason.TOO_LARGE: REFUSED_TOO_LARGE,
+    Reason.LINE_TOO_LONG: REFUSED_LINE_TOO_LONG,
     Reason.UNPARSEABLE: REFUSED_UNPARSEABLE,
     Reason.EMPTY: REFUSED_EMPTY,
     Reason.RATE_LIMITED: DEFERRED_RATE,

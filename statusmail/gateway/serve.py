@@ -19,6 +19,7 @@ from statusmail.gateway.imap import ImapPoller
 from statusmail.gateway.smtp import StatusHandler, protocol_factory
 from statusmail.outbound.digest import DigestScheduler
 from statusmail.outbound.outbox import OutboxWorker
+from statusmail.store.retention import prune_periodically
 from statusmail.outbound.transport import Transport, make_transport
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,9 @@ class Gateway:
                                                self.settings.smtp.port if port is None else port)
         self.port = self.server.sockets[0].getsockname()[1]
         self.tasks.append(asyncio.create_task(self.worker.run(), name="outbox"))
+        self.stopping = asyncio.Event()
+        self.tasks.append(asyncio.create_task(
+            prune_periodically(self.engine, self.settings.gateway.keep_raw_days, self.stopping), name="retention"))
         self.digests = DigestScheduler(self.settings, self.engine, on_queued=self.worker.poke)
         self.tasks.append(asyncio.create_task(self.digests.run(), name="digests"))
         self.poller = ImapPoller(self.settings, self.engine, on_accepted=self.worker.poke) if self.settings.imap.enabled else None
@@ -94,6 +98,7 @@ class Gateway:
             self.poller.stop()
             await asyncio.gather(self.imap_task, return_exceptions=True)
         self.digests.stop()
+        self.stopping.set()
         self.worker.stop()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         log.info("stopped")

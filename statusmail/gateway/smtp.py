@@ -35,9 +35,14 @@ from statusmail.store.users import find_user
 
 log = logging.getLogger(__name__)
 
-# aiosmtpd answers an oversized message itself, without an enhanced status code; we
-# rewrite its two fixed texts to RFC 3463's 5.3.4 so the sender sees why.
-AIOSMTPD_TOO_LARGE = ("552 Error: Too much mail data", "552 Error: message size exceeds fixed maximum message size")
+# aiosmtpd answers an oversized message or an overlong line itself, without an enhanced
+# status code and without telling the handler; we recognise its fixed texts, log the
+# refusal and answer in RFC 3463 terms.
+AIOSMTPD_REFUSALS = {
+    "552 Error: Too much mail data": Reason.TOO_LARGE,
+    "552 Error: message size exceeds fixed maximum message size": Reason.TOO_LARGE,
+    "500 Line too long (see RFC5321 4.5.3.1.6)": Reason.LINE_TOO_LONG,
+}
 
 
 class StatusHandler:
@@ -128,16 +133,19 @@ class StatusHandler:
 
 
 class GatewaySMTP(SMTP):
-    """aiosmtpd's SMTP with its size refusal spoken in RFC 3463 terms and logged."""
+    """aiosmtpd's SMTP with its own refusals spoken in RFC 3463 terms and logged."""
 
     async def push(self, status: str) -> None:
-        if status in AIOSMTPD_TOO_LARGE:
+        reason = AIOSMTPD_REFUSALS.get(status)
+        if reason is not None:
             handler: StatusHandler = self.event_handler
-            env = Envelope(mail_from=self.envelope.mail_from or "" if self.envelope else "",
-                           rcpt_tos=tuple(self.envelope.rcpt_tos) if self.envelope else (),
+            envelope = self.envelope
+            env = Envelope(mail_from=(envelope.mail_from or "") if envelope else "",
+                           rcpt_tos=tuple(envelope.rcpt_tos) if envelope else (),
                            peer=str(self.session.peer[0]) if self.session and isinstance(self.session.peer, tuple) else "")
-            limit = handler.settings.smtp.max_message_bytes
-            status = await handler.refuse(env, Reason.TOO_LARGE, f"larger than smtp.max_message_bytes ({limit})")
+            detail = (f"larger than smtp.max_message_bytes ({handler.settings.smtp.max_message_bytes})"
+                      if reason is Reason.TOO_LARGE else "a line longer than 1000 octets")
+            status = await handler.refuse(env, reason, detail)
         await super().push(status)
 
 

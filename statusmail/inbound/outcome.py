@@ -37,6 +37,7 @@ class Reason(enum.StrEnum):
     NOT_AUTHENTICATED = "sender not authenticated"
     WRONG_REPLIER = "reply address belongs to another recipient"
     TOO_LARGE = "message too large"
+    LINE_TOO_LONG = "line longer than 1000 octets"
     UNPARSEABLE = "message cannot be parsed"
     EMPTY = "no text"
     # deferred (4xx): the sender's MTA retries

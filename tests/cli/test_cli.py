@@ -168,3 +168,31 @@ def test_raw_messages_older_than_keep_raw_days_are_pruned(cli, settings):
         assert session.get(InboundLog, 1).raw is None and session.get(InboundLog, 2).raw is not None
     engine.dispose()
     assert cli("reprocess", "1").exit_code == 1
+
+
+def test_serve_prunes_old_raw_messages_when_it_starts(cli, settings):
+    from datetime import timedelta
+
+    from statusmail.store.db import make_engine, transaction
+    from statusmail.store.models import InboundLog, utcnow
+    from tests.conftest import RunningGateway
+
+    inject(cli, make_mail(body="ancient", subject="status"))
+    engine = make_engine(settings.gateway.database_url)
+    with transaction(engine) as session:
+        entry = session.get(InboundLog, 1)
+        entry.received_at = utcnow() - timedelta(days=settings.gateway.keep_raw_days + 5)
+        session.add(entry)
+    running = RunningGateway(settings, engine)
+    try:
+        for _ in range(100):
+            with transaction(engine) as session:
+                if session.get(InboundLog, 1).raw is None:
+                    break
+            import time
+            time.sleep(0.05)
+    finally:
+        running.stop()
+    with transaction(engine) as session:
+        assert session.get(InboundLog, 1).raw is None
+    engine.dispose()

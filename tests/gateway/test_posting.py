@@ -164,3 +164,11 @@ def test_posts_beyond_the_hourly_limit_are_deferred_451_4_7_1(gateway_with):
     last = running.send(make_mail(body="one more"))
     assert codes == [250, 250, 451]
     assert last[0] == 451 and last[1].startswith("4.7.1")
+
+
+def test_a_line_longer_than_1000_octets_is_refused_and_logged(gateway, engine):
+    raw = b"From: alice@corp.example\r\nSubject: status\r\n\r\n" + b"x" * 1200 + b"\r\n"
+    code, reply = gateway.send(raw)
+    assert (code, reply) == (500, replies.REFUSED_LINE_TOO_LONG.removeprefix("500 "))
+    with Session(engine) as session:
+        assert session.exec(select(InboundLog.reason)).all() == ["line_too_long"]
