@@ -16,6 +16,7 @@ import asyncio
 import logging
 import random
 import secrets
+import time
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -37,6 +38,7 @@ MAX_ATTEMPTS = 8
 BASE_DELAY = timedelta(seconds=30)
 MAX_DELAY = timedelta(hours=2)
 LEASE = timedelta(minutes=5)
+MARK_PATIENCE = timedelta(minutes=4)  # shorter than LEASE: no other worker may take the row meanwhile
 BATCH = 50
 # Kinds that answer a sender automatically; capped by policy.auto_answers_per_hour.
 AUTO_ANSWERS = ("notice", "command", "rejection")
@@ -95,11 +97,27 @@ def mark_sent(engine: Engine, row_id: int) -> None:
 
 
 def mark_all_sent(engine: Engine, row_ids: list[int]) -> None:
-    """One commit for every row the relay has taken since the last one."""
-    with transaction(engine) as session:
-        session.exec(update(Outbox).where(col(Outbox.id).in_(row_ids))  # type: ignore[call-overload]
-                     .values(status="sent", sent_at=utcnow(), claimed_until=None, attempts=Outbox.attempts + 1,
-                             last_error=""))
+    """One commit for every row the relay has taken since the last one.
+
+    The relay already has these messages: failing to record that would send them again
+    when their lease runs out. So a locked or unreachable database is waited out here,
+    for most of the lease, rather than given up on (blocking: runs off the event loop).
+    """
+    delay, deadline = 0.05, time.monotonic() + MARK_PATIENCE.total_seconds()
+    while True:
+        try:
+            with transaction(engine) as session:
+                session.exec(update(Outbox).where(col(Outbox.id).in_(row_ids))  # type: ignore[call-overload]
+                             .values(status="sent", sent_at=utcnow(), claimed_until=None,
+                                     attempts=Outbox.attempts + 1, last_error=""))
+            return
+        except StoreUnavailable as exc:
+            if time.monotonic() + delay > deadline:
+                log.error("could not mark %d sent mail(s) as sent: %s; they may be sent again", len(row_ids), exc)
+                raise
+            log.warning("marking %d mail(s) sent: database unavailable (%s); retrying", len(row_ids), exc)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def mark_failed_attempt(engine: Engine, row: Outbox, error: str, *, permanent: bool = False) -> None:

@@ -138,3 +138,35 @@ def test_the_smtp_transport_reuses_one_connection(relay, engine, settings):
     finally:
         SMTP.connection_made = original  # type: ignore[method-assign]
     assert len(connections) == 1
+
+
+def test_a_locked_database_after_sending_is_waited_out_not_a_second_send(relay, engine, settings):
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite locking")
+    import sqlite3
+    import threading
+
+    queue_mails(engine, settings, 1)
+    transport = SmtpTransport("127.0.0.1", relay.port)
+    path = engine.url.database
+    blocker = sqlite3.connect(path, timeout=0, check_same_thread=False)
+
+    class LockAfterSend:
+        """The relay takes the mail; then, before it is marked sent, the database is locked for a while."""
+
+        async def send(self, envelope_from, recipient, raw):  # type: ignore[no-untyped-def]
+            await transport.send(envelope_from, recipient, raw)
+            blocker.execute("BEGIN EXCLUSIVE")
+            threading.Timer(6.0, blocker.rollback).start()  # longer than SQLite's 5 s busy timeout
+
+        async def close(self):  # type: ignore[no-untyped-def]
+            await transport.close()
+
+    try:
+        assert relay.loop.run_until_complete(drain(engine, LockAfterSend())) == 1
+    finally:
+        relay.loop.run_until_complete(transport.close())
+    blocker.close()
+    assert [r.status for r in rows(engine)] == ["sent"]
+    assert relay.loop.run_until_complete(drain(engine, SmtpTransport("127.0.0.1", relay.port))) == 0
+    assert len(relay.received) == 1
