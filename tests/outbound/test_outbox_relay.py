@@ -149,7 +149,7 @@ def test_a_locked_database_after_sending_is_waited_out_not_a_second_send(relay, 
     queue_mails(engine, settings, 1)
     transport = SmtpTransport("127.0.0.1", relay.port)
     path = engine.url.database
-    blocker = sqlite3.connect(path, timeout=0, check_same_thread=False)
+    blocker = sqlite3.connect(path, timeout=10, check_same_thread=False)
 
     class LockAfterSend:
         """The relay takes the mail; then, before it is marked sent, the database is locked for a while."""

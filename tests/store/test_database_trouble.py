@@ -21,7 +21,7 @@ def test_a_locked_sqlite_database_defers_451_4_3_0_then_recovers(gateway, settin
     if not settings.gateway.database_url.startswith("sqlite"):
         pytest.skip("SQLite locking")
     path = settings.gateway.database_url.split("///", 1)[1]
-    blocker = sqlite3.connect(path, timeout=0, check_same_thread=False)
+    blocker = sqlite3.connect(path, timeout=10, check_same_thread=False)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
         code, reply = gateway.send(make_mail(body="while locked", subject="status"))
