@@ -149,50 +149,55 @@ def test_reprocess_runs_a_refused_message_again_after_the_policy_changed(tmp_pat
     assert cli_relaxed("reprocess", "999").exit_code == 1
 
 
-def test_raw_messages_older_than_keep_raw_days_are_pruned(cli, settings):
+def age_log_entry(settings, entry_id: int, days: int):
+    """Make log entry ``entry_id`` ``days`` older than keep_raw_days; return the engine."""
     from datetime import timedelta
 
     from statusmail.store.db import make_engine, transaction
     from statusmail.store.models import InboundLog, utcnow
+
+    engine = make_engine(settings.gateway.database_url)
+    with transaction(engine) as session:
+        entry = session.get(InboundLog, entry_id)
+        entry.received_at = utcnow() - timedelta(days=settings.gateway.keep_raw_days + days)
+        session.add(entry)
+    return engine
+
+
+def raw_of(engine, entry_id: int) -> bytes | None:
+    from statusmail.store.db import transaction
+    from statusmail.store.models import InboundLog
+
+    with transaction(engine) as session:
+        return session.get(InboundLog, entry_id).raw
+
+
+def test_raw_messages_older_than_keep_raw_days_are_pruned(cli, settings):
     from statusmail.store.retention import prune_raw_messages
 
     inject(cli, make_mail(body="old", subject="status"))
     inject(cli, make_mail(body="new", subject="status"))
-    engine = make_engine(settings.gateway.database_url)
-    with transaction(engine) as session:
-        old = session.get(InboundLog, 1)
-        old.received_at = utcnow() - timedelta(days=settings.gateway.keep_raw_days + 1)
-        session.add(old)
+    engine = age_log_entry(settings, 1, days=1)
     assert prune_raw_messages(engine, settings.gateway.keep_raw_days) == 1
-    with transaction(engine) as session:
-        assert session.get(InboundLog, 1).raw is None and session.get(InboundLog, 2).raw is not None
+    assert raw_of(engine, 1) is None and raw_of(engine, 2) is not None
     engine.dispose()
     assert cli("reprocess", "1").exit_code == 1
 
 
 def test_serve_prunes_old_raw_messages_when_it_starts(cli, settings):
-    from datetime import timedelta
+    import time
 
-    from statusmail.store.db import make_engine, transaction
-    from statusmail.store.models import InboundLog, utcnow
     from tests.conftest import RunningGateway
 
     inject(cli, make_mail(body="ancient", subject="status"))
-    engine = make_engine(settings.gateway.database_url)
-    with transaction(engine) as session:
-        entry = session.get(InboundLog, 1)
-        entry.received_at = utcnow() - timedelta(days=settings.gateway.keep_raw_days + 5)
-        session.add(entry)
+    engine = age_log_entry(settings, 1, days=5)
     running = RunningGateway(settings, engine)
     try:
-        for _ in range(100):
-            with transaction(engine) as session:
-                if session.get(InboundLog, 1).raw is None:
-                    break
-            import time
+        for _ in range(100):  # the housekeeping task runs at start, in the background
+            if raw_of(engine, 1) is None:
+                break
             time.sleep(0.05)
     finally:
         running.stop()
-    with transaction(engine) as session:
-        assert session.get(InboundLog, 1).raw is None
+    assert raw_of(engine, 1) is None
     engine.dispose()
