@@ -476,11 +476,11 @@ def outbox_list(app: App, status: str | None, limit: int, as_json: bool) -> None
 @click.option("--all", "retry_all", is_flag=True, help="Every unsent mail.")
 @pass_app
 def outbox_retry(app: App, outbox_id: int | None, retry_all: bool) -> None:
-    """Make the given, or every, unsent mail due now."""
+    """Make the given, or every (--all, or no ID), unsent mail due now."""
     from statusmail.outbound.outbox import retry
 
-    if (outbox_id is None) == (not retry_all):
-        raise click.UsageError("give an ID or --all")
+    if outbox_id is not None and retry_all:
+        raise click.UsageError("give an ID or --all, not both")
     with app.session() as session:
         if outbox_id is not None:
             row = session.get(Outbox, outbox_id)

@@ -40,6 +40,8 @@ REPLIES: dict[Reason, str] = {
     # RFC 3834 §2: never answer automatic mail; accepting and dropping it answers no one.
     Reason.ROBOT: OK_NOTED,
     Reason.UNTRUSTED_PEER: f"{REFUSED_POLICY} Not a trusted peer for this gateway",
+    Reason.TLS_REQUIRED: "530 5.7.0 Must issue a STARTTLS command first",
+    Reason.AUTH_REQUIRED: "530 5.7.0 Authentication required",
     Reason.UNKNOWN_RECIPIENT: REFUSED_RECIPIENT,
     Reason.UNKNOWN_TOKEN: REFUSED_RECIPIENT,
     Reason.DOMAIN_NOT_ALLOWED: f"{REFUSED_POLICY} Sender domain may not post here",

@@ -42,6 +42,13 @@ AIOSMTPD_REFUSALS = {
     "552 Error: Too much mail data": Reason.TOO_LARGE,
     "552 Error: message size exceeds fixed maximum message size": Reason.TOO_LARGE,
     "500 Line too long (see RFC5321 4.5.3.1.6)": Reason.LINE_TOO_LONG,
+    "530 Must issue a STARTTLS command first": Reason.TLS_REQUIRED,
+    "530 5.7.0 Authentication required": Reason.AUTH_REQUIRED,
+}
+REFUSAL_DETAILS = {
+    Reason.LINE_TOO_LONG: "a line longer than 1000 octets",
+    Reason.TLS_REQUIRED: "smtp.require_tls: command before STARTTLS",
+    Reason.AUTH_REQUIRED: "smtp.require_auth: command before AUTH",
 }
 
 
@@ -143,8 +150,8 @@ class GatewaySMTP(SMTP):
             env = Envelope(mail_from=(envelope.mail_from or "") if envelope else "",
                            rcpt_tos=tuple(envelope.rcpt_tos) if envelope else (),
                            peer=str(self.session.peer[0]) if self.session and isinstance(self.session.peer, tuple) else "")
-            detail = (f"larger than smtp.max_message_bytes ({handler.settings.smtp.max_message_bytes})"
-                      if reason is Reason.TOO_LARGE else "a line longer than 1000 octets")
+            detail = REFUSAL_DETAILS.get(
+                reason, f"larger than smtp.max_message_bytes ({handler.settings.smtp.max_message_bytes})")
             status = await handler.refuse(env, reason, detail)
         await super().push(status)
 

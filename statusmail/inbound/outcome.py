@@ -29,6 +29,8 @@ class Reason(enum.StrEnum):
     ROBOT = "automatic mail"
     # refused in the SMTP dialogue
     UNTRUSTED_PEER = "peer not in trusted_networks"
+    TLS_REQUIRED = "STARTTLS required first"
+    AUTH_REQUIRED = "SMTP AUTH required first"
     UNKNOWN_RECIPIENT = "no such recipient"
     UNKNOWN_TOKEN = "unknown reply address"
     DOMAIN_NOT_ALLOWED = "sender domain not allowed"

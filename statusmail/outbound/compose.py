@@ -19,6 +19,7 @@ from typing import Any
 
 from statusmail.gateway.config import Settings
 from statusmail.outbound.templates import render_html, render_text
+from statusmail.outbound.threadindex import new_thread_index, thread_topic
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+")
 SUBJECT_MAX = 180
@@ -76,10 +77,10 @@ def build_message(draft: Draft, settings: Settings, *, message_id: str | None = 
         msg["In-Reply-To"] = draft.in_reply_to
     if draft.references:
         msg["References"] = " ".join(draft.references)
-    if draft.thread_topic:
-        msg["Thread-Topic"] = one_line(draft.thread_topic)
-    if draft.thread_index:
-        msg["Thread-Index"] = draft.thread_index
+    # Outlook groups by these (MS-OXOMSG 2.2.1.3); mail that starts no thread of ours
+    # (a notice, a command answer) is a conversation of its own.
+    msg["Thread-Topic"] = one_line(draft.thread_topic or thread_topic(draft.subject))
+    msg["Thread-Index"] = draft.thread_index or new_thread_index(now)
     msg["List-Id"] = f"{one_line(settings.gateway.site_name, 60)} <{list_label(settings)}>"
     msg["List-Unsubscribe"] = f"<mailto:{settings.gateway.request_address}?subject=unsubscribe>"
     msg["Auto-Submitted"] = draft.auto_submitted

@@ -96,6 +96,8 @@ def test_a_281_character_update_is_not_posted_and_the_sender_is_told(gateway, en
     [notice] = outbox_messages(settings)
     assert notice["To"].addresses[0].addr_spec == "alice@corp.example"
     assert notice["Auto-Submitted"] == "auto-replied"
+    for header in ("Message-ID", "In-Reply-To", "List-Id", "List-Unsubscribe", "Thread-Topic", "Thread-Index"):
+        assert notice[header], header
     body = notice.get_body(("plain",)).get_content()
     assert "281 characters" in body and "at most 280" in body and "> " + text in body
 

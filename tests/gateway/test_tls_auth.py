@@ -43,6 +43,11 @@ def test_require_tls_refuses_mail_until_starttls(gateway_with, certificate):
         assert client.mail("alice@corp.example")[0] == 250
         assert client.rcpt("status@corp.example")[0] == 250
         assert client.data(make_mail().as_bytes().replace(b"\n", b"\r\n"))[0] == 250
+    from sqlmodel import Session, select
+
+    from statusmail.store.models import InboundLog
+    with Session(running.engine) as session:
+        assert session.exec(select(InboundLog.reason).where(InboundLog.outcome == "refused")).all() == ["tls_required"]
 
 
 def test_auth_is_offered_only_over_tls_and_checks_the_hashed_password(gateway_with, tmp_path, certificate):
