@@ -22,7 +22,7 @@ import click
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from statusmail.errors import ConfigError, StatusmailError, StoreUnavailable
+from statusmail.errors import ConfigError, StoreUnavailable
 from statusmail.gateway.config import Settings, load_settings
 from statusmail.logs import redact, setup_logging
 from statusmail.store.db import current_revision, make_engine, transaction, upgrade

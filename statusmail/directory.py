@@ -49,7 +49,9 @@ def read_rows(text: str) -> list[Row]:
     seen: set[str] = set()
     for record in reader:
         line = reader.line_num
-        get = lambda key: (record.get(key) or "").strip()  # noqa: E731
+
+        def get(key: str, record: dict[str, str | None] = record) -> str:
+            return (record.get(key) or "").strip()
         email = normalize_email(get("email"))
         if "@" not in email or email.startswith("@") or email.endswith("@"):
             raise ImportError_(f"line {line}: not a mail address: {get('email')!r}")
