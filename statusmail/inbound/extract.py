@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage, Message
 
 from statusmail.inbound.htmltext import html_to_text
+from statusmail.inbound.flowed import unflow
 from statusmail.inbound.trimming import MAX_CHARS, trim_reply
 
 log = logging.getLogger(__name__)
@@ -50,12 +51,28 @@ def _extract(msg: Message) -> Body:
     plain, html = find_text_parts(msg)
     if plain is not None:
         text = decode_part(plain, MAX_CHARS)
+        if is_flowed(plain):
+            text = unflow(text, delsp=flowed_delsp(plain))
         if text.strip() or html is None:
             trimmed = trim_reply(text)
             return Body(text=trimmed.text, removed=trimmed.removed, from_html=False)
     if html is not None:
         return body_from_html(decode_part(html, MAX_HTML_CHARS))
     return Body(text="", removed="", from_html=False)
+
+
+def is_flowed(part: Message) -> bool:
+    try:
+        return str(part.get_param("format", "", header="content-type")).lower() == "flowed"
+    except Exception:  # broken parameters: read the text as it is
+        return False
+
+
+def flowed_delsp(part: Message) -> bool:
+    try:
+        return str(part.get_param("delsp", "", header="content-type")).lower() == "yes"
+    except Exception:
+        return False
 
 
 def find_text_parts(msg: Message) -> tuple[Message | None, Message | None]:
