@@ -36,6 +36,7 @@ class GatewaySettings:
     database_url: str = "sqlite:///var/statusmail.db"
     secret_key_file: str = "var/secret.key"
     keep_raw_days: int = 90
+    reply_token_days: int = 0  # 0: reply addresses never expire
 
 
 @dataclass(frozen=True)
@@ -245,6 +246,8 @@ def validate(settings: Settings) -> None:
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{key}: expected a positive integer, got {value}")
+    if settings.gateway.reply_token_days < 0:
+        raise ConfigError(f"gateway.reply_token_days: expected 0 (never) or a number of days, got {settings.gateway.reply_token_days}")
     for key, port in (("smtp.port", settings.smtp.port), ("imap.port", settings.imap.port)):
         if not 0 <= port <= 65535:
             raise ConfigError(f"{key}: expected a port number, got {port}")

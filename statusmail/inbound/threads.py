@@ -8,13 +8,23 @@ first) are looked up among every Message-ID statusmail knows. Never by subject.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.outcome import Reason, Refused
 from statusmail.inbound.parse import header_text, message_ids
 from statusmail.inbound.recipients import Kind
 from statusmail.outbound.tokens import find_token
-from statusmail.store.models import Post, utcnow
+from statusmail.store.models import Post, ReplyToken, utcnow
 from statusmail.store.posts import find_post_by_message_id
+
+
+def token_expired(token: ReplyToken, days: int) -> bool:
+    """Tokens last forever unless ``gateway.reply_token_days`` (or the token itself) says otherwise."""
+    now = utcnow()
+    if token.expires_at is not None and token.expires_at < now:
+        return True
+    return days > 0 and token.created_at < now - timedelta(days=days)
 
 
 def find_parent(mail: Incoming) -> None:
@@ -23,7 +33,7 @@ def find_parent(mail: Incoming) -> None:
         token = find_token(mail.session, mail.token)
         if token is None:
             raise Refused(Reason.UNKNOWN_TOKEN, "unknown reply token")
-        if token.expires_at is not None and token.expires_at < utcnow():
+        if token_expired(token, mail.settings.gateway.reply_token_days):
             raise Refused(Reason.UNKNOWN_TOKEN, "reply token expired")
         assert mail.user is not None
         if token.user_id != mail.user.id:

@@ -165,3 +165,20 @@ def test_a_notification_header_never_carries_a_users_line_break(gateway, cli, se
     assert "Bcc" not in mail and mail["Subject"].startswith("Re: Status")
     raw_headers = mail.as_bytes().split(b"\n\n", 1)[0].decode()
     assert "\nBcc:" not in raw_headers
+
+
+def test_reply_addresses_outlive_their_first_use_and_expire_only_when_configured(gateway, cli, settings, engine):
+    from datetime import timedelta
+
+    from statusmail.inbound.threads import token_expired
+    from statusmail.store.models import ReplyToken, utcnow
+
+    notification = start_thread(gateway, cli, settings)
+    for text in ("First answer", "Second answer"):
+        assert gateway.send(reply_to(notification, "bob@corp.example", text, "gmail"), mail_from="bob@corp.example",
+                            to=notification["Reply-To"])[0] == 250
+    with Session(engine) as session:
+        token = session.exec(select(ReplyToken)).first()
+    token.created_at = utcnow() - timedelta(days=400)
+    assert not token_expired(token, 0)  # the default: never
+    assert token_expired(token, 365) and not token_expired(token, 500)
