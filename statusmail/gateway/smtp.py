@@ -129,7 +129,12 @@ class StatusHandler:
             outcome = await asyncio.to_thread(run, raw, env, self.settings, self.engine)
         if outcome.accepted:
             self.on_accepted()
-        return smtp_reply(outcome.reason)
+        reply = smtp_reply(outcome.reason)
+        if source == "lmtp":
+            # RFC 2033 §4.2: one reply per accepted recipient after DATA. The message is
+            # stored once, so every recipient shares its outcome.
+            return "\r\n".join([reply] * max(1, len(envelope.rcpt_tos)))
+        return reply
 
     async def handle_exception(self, error: Exception) -> str:
         """aiosmtpd's default answer leaks the exception text; ours says only 451."""

@@ -174,3 +174,33 @@ def test_a_line_longer_than_1000_octets_is_refused_and_logged(gateway, engine):
     assert (code, reply) == (500, replies.REFUSED_LINE_TOO_LONG.removeprefix("500 "))
     with Session(engine) as session:
         assert session.exec(select(InboundLog.reason)).all() == ["line_too_long"]
+
+
+def test_lmtp_answers_data_once_per_recipient(gateway_with):
+    import socket
+
+    running = gateway_with(smtp="lmtp = true")
+    with socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock:
+        stream = sock.makefile("rwb")
+
+        def command(line: bytes, replies: int = 1) -> list[bytes]:
+            if line:
+                stream.write(line + b"\r\n")
+                stream.flush()
+            answers = []
+            while len(answers) < replies:
+                answer = stream.readline()
+                if answer[3:4] != b"-":
+                    answers.append(answer.strip())
+            return answers
+
+        assert command(b"")[0].startswith(b"220")
+        assert command(b"LHLO mta.corp.example")[0].startswith(b"250")
+        assert command(b"MAIL FROM:<alice@corp.example>")[0].startswith(b"250")
+        assert command(b"RCPT TO:<status@corp.example>")[0].startswith(b"250")
+        assert command(b"RCPT TO:<status-request@corp.example>")[0].startswith(b"250")
+        assert command(b"DATA")[0].startswith(b"354")
+        body = b"From: alice@corp.example\r\nTo: status@corp.example\r\nSubject: help\r\nMessage-ID: <l1@corp.example>\r\n\r\nhelp\r\n."
+        answers = command(body, replies=2)
+        assert [a[:3] for a in answers] == [b"250", b"250"]
+        assert command(b"QUIT")[0].startswith(b"221")
