@@ -182,3 +182,31 @@ def test_reply_addresses_outlive_their_first_use_and_expire_only_when_configured
     token.created_at = utcnow() - timedelta(days=400)
     assert not token_expired(token, 0)  # the default: never
     assert token_expired(token, 365) and not token_expired(token, 500)
+
+
+def test_an_html_only_gmail_reply_and_an_outlook_html_reply_are_trimmed_by_dom(gateway, cli, settings, engine):
+    notification = start_thread(gateway, cli, settings)
+    gmail = EmailMessage()
+    gmail["From"] = "bob@corp.example"
+    gmail["To"] = notification["Reply-To"]
+    gmail["Subject"] = "Re: " + notification["Subject"]
+    gmail["Message-ID"] = email.utils.make_msgid(domain="corp.example")
+    gmail.set_content('<div dir="ltr">Well done, <b>team</b>!</div><br><div class="gmail_quote">'
+                      '<div class="gmail_attr">On Thu, Nov 26, 2026 at 9:14 AM Status &lt;status@corp.example&gt; '
+                      'wrote:<br></div><blockquote class="gmail_quote">Closed the Q4 billing backlog</blockquote></div>',
+                      subtype="html")
+    outlook = EmailMessage()
+    outlook["From"] = "bob@corp.example"
+    outlook["To"] = notification["Reply-To"]
+    outlook["Subject"] = "RE: " + notification["Subject"]
+    outlook["Message-ID"] = email.utils.make_msgid(domain="corp.example")
+    outlook.set_content("Send me the numbers please\n\nFrom: Status <status@corp.example>\nSent: Thursday\n"
+                        "Subject: Re: Billing backlog closed\n\nClosed the Q4 billing backlog")
+    outlook.add_alternative('<html><body><div class="WordSection1"><p>Send me the numbers please</p>'
+                            '<div id="divRplyFwdMsg"><b>From:</b> Status &lt;status@corp.example&gt;<br>'
+                            '<b>Sent:</b> Thursday</div><div>Closed the Q4 billing backlog</div></div></body></html>',
+                            subtype="html")
+    for mail in (gmail, outlook):
+        assert gateway.send(mail, mail_from="bob@corp.example", to=notification["Reply-To"])[0] == 250
+    _, first, second = posts(engine)
+    assert (first.body, second.body) == ("Well done, team!", "Send me the numbers please")
