@@ -32,7 +32,7 @@ from statusmail.gateway.config import Settings
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Outcome, Reason
 from statusmail.inbound.pipeline import process
-from statusmail.store.db import transaction
+from statusmail.store.db import begin_immediate, transaction
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +53,6 @@ def settle(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
     """Runs on the event loop; a session that went away has cancelled its future."""
     if not future.done():
         future.set_result(outcome)
-
-
-def begin_immediate(session: Session) -> None:
-    """On SQLite, start the transaction as the writer now.
-
-    pysqlite sends no BEGIN of its own before a SAVEPOINT, and a SAVEPOINT outside a
-    transaction is a transaction whose RELEASE commits: every message would pay its own
-    fsync again. BEGIN IMMEDIATE also takes the write lock before the first read, so
-    reading then writing can never fail with SQLITE_BUSY_SNAPSHOT under WAL.
-    """
-    if session.get_bind().dialect.name == "sqlite":
-        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Batcher:

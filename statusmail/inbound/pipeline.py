@@ -11,10 +11,10 @@ A refused or deferred message rolls back what the stages did (an auto-registered
 say) and is logged on its own, with its raw bytes, so nothing that reached the gateway
 is lost from view.
 
-The SMTP listener batches: :func:`process` runs the same stages for one message inside a
-transaction the caller owns, each message in its own SAVEPOINT, so that concurrent
-sessions share one commit (group commit, ``gateway/batcher.py``). IMAP and ``inject``
-call :func:`run`, one transaction per message.
+:func:`process` runs the stages for one message inside a transaction the caller owns,
+in a SAVEPOINT of its own: the SMTP listener batches the messages of concurrent sessions
+into one commit that way (group commit, ``gateway/batcher.py``), and :func:`run` is the
+same with a transaction of one message (IMAP, ``inject``, ``reprocess``).
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ from statusmail.inbound import commands, loops, parse, publish, senders, text, t
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.parse import without_surrogates as clean
-from statusmail.inbound.outcome import Deferred, Discarded, Held, Outcome, PipelineStop, Reason, Refused
+from statusmail.inbound.outcome import Deferred, Discarded, Held, Outcome, Reason, Refused
 from statusmail.inbound.recipients import Kind
 from statusmail.logs import redact
-from statusmail.store.db import transaction
+from statusmail.store.db import begin_immediate, transaction
 from statusmail.store.models import InboundLog
 
 log = logging.getLogger(__name__)
@@ -81,36 +81,19 @@ PIPELINES: dict[Kind, tuple[Stage, ...]] = {
 
 
 def run(raw: bytes, envelope: Envelope, settings: Settings, engine: Engine) -> Outcome:
-    """Decide and store the fate of one message. Never raises for a bad message."""
+    """Decide and store the fate of one message in a transaction of its own (IMAP,
+    ``inject``, ``reprocess``). Never raises for a bad message."""
     try:
-        return run_stages(raw, envelope, settings, engine)
+        with transaction(engine) as session:
+            begin_immediate(session)
+            return process(session, raw, envelope, settings)
     except StoreUnavailable as exc:
         log.error("database unavailable for message from %s: %s", redact(envelope.mail_from), exc)
         return Outcome("refused", Reason.STORE_UNAVAILABLE, str(exc))
-    except Exception:
-        log.exception("pipeline failed on a message from %s", redact(envelope.mail_from))
-        record_refusal(engine, raw, envelope, Reason.INTERNAL_ERROR, "internal error; raw message kept for reprocessing")
-        return Outcome("refused", Reason.INTERNAL_ERROR, "internal error")
-
-
-def run_stages(raw: bytes, envelope: Envelope, settings: Settings, engine: Engine) -> Outcome:
-    try:
-        with transaction(engine) as session:
-            mail = Incoming(raw=raw, envelope=envelope, settings=settings, session=session)
-            try:
-                outcome = decide(mail)
-            except (Refused, Deferred) as stop:
-                session.rollback()
-                return refuse(engine, mail, stop)
-            if outcome.reason is Reason.DUPLICATE:
-                return outcome
-            outcome = store_outcome(mail, outcome)
     except IntegrityError:
         # Another session stored the same Message-ID between our check and our commit.
         log.info("duplicate delivery raced and lost; the first one is stored")
         return Outcome("accepted", Reason.DUPLICATE, "already received")
-    log_outcome(mail, outcome)
-    return outcome
 
 
 def decide(mail: Incoming) -> Outcome:
@@ -202,15 +185,6 @@ def add_refusal(session: Session, raw: bytes | None, envelope: Envelope, reason:
     session.add(entry)
     session.flush()
     return Outcome("refused", reason, detail, None, entry.id)
-
-
-def refuse(engine: Engine, mail: Incoming, stop: PipelineStop) -> Outcome:
-    """Log a refusal in its own transaction, with the raw message, and return it."""
-    log.warning("refused %s from %s: %s", mail.message_id or "(no Message-ID)",
-                redact(mail.sender or mail.envelope.mail_from), redact(stop.detail))
-    entry_id = record_refusal(engine, mail.raw, mail.envelope, stop.reason, stop.detail,
-                              message_id=mail.message_id, sender=mail.sender)
-    return Outcome("refused", stop.reason, stop.detail, None, entry_id)
 
 
 def record_refusal(engine: Engine, raw: bytes | None, envelope: Envelope, reason: Reason, detail: str, *,

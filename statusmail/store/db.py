@@ -72,6 +72,18 @@ def transaction(engine: Engine) -> Iterator[Session]:
         raise
 
 
+def begin_immediate(session: Session) -> None:
+    """On SQLite, start the transaction as the writer now.
+
+    pysqlite sends no BEGIN of its own before a SAVEPOINT, and a SAVEPOINT outside a
+    transaction is a transaction whose RELEASE commits: every message of a batch would
+    pay its own fsync again. BEGIN IMMEDIATE also takes the write lock before the first
+    read, so reading then writing can never fail with SQLITE_BUSY_SNAPSHOT under WAL.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def describe_db_error(exc: DBAPIError) -> str:
     """One line for the log, without the SQL statement or its parameters."""
     return str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
