@@ -92,10 +92,6 @@ def claim_due(engine: Engine, limit: int = BATCH, now: datetime | None = None) -
     return rows
 
 
-def mark_sent(engine: Engine, row_id: int) -> None:
-    mark_all_sent(engine, [row_id])
-
-
 def mark_all_sent(engine: Engine, row_ids: list[int]) -> None:
     """One commit for every row the relay has taken since the last one.
 
@@ -175,8 +171,8 @@ class SentMarks:
             await asyncio.to_thread(mark_all_sent, self.engine, waiting)
 
 
-async def deliver(engine: Engine, transport: Transport, row: Outbox, marks: SentMarks | None = None) -> bool:
-    """Send one claimed row and record the result (through ``marks`` when given). True when sent."""
+async def deliver(engine: Engine, transport: Transport, row: Outbox, marks: SentMarks) -> bool:
+    """Send one claimed row and record the result (a sent row through ``marks``). True when sent."""
     try:
         await transport.send(row.envelope_from, row.to_addr, row.raw)
     except PermanentTransportError as exc:
@@ -185,10 +181,7 @@ async def deliver(engine: Engine, transport: Transport, row: Outbox, marks: Sent
     except TransportError as exc:
         await asyncio.to_thread(mark_failed_attempt, engine, row, str(exc))
         return False
-    if marks is not None:
-        marks.add(row.id)  # type: ignore[arg-type]
-    else:
-        await asyncio.to_thread(mark_sent, engine, row.id)  # type: ignore[arg-type]
+    marks.add(row.id)  # type: ignore[arg-type]
     log.info("outbox %s sent to %s (%s)", row.id, redact(row.to_addr), row.kind)
     return True
 
