@@ -149,12 +149,9 @@ class GatewaySMTP(SMTP):
 
     async def push(self, status: str) -> None:
         reason = AIOSMTPD_REFUSALS.get(status)
-        if reason is not None:
+        if reason is not None and self.session is not None:
             handler: StatusHandler = self.event_handler
-            envelope = self.envelope
-            env = Envelope(mail_from=(envelope.mail_from or "") if envelope else "",
-                           rcpt_tos=tuple(envelope.rcpt_tos) if envelope else (),
-                           peer=str(self.session.peer[0]) if self.session and isinstance(self.session.peer, tuple) else "")
+            env = handler.envelope_of(self.session, self.envelope or SmtpEnvelope())
             detail = REFUSAL_DETAILS.get(
                 reason, f"larger than smtp.max_message_bytes ({handler.settings.smtp.max_message_bytes})")
             status = await handler.refuse(env, reason, detail)
