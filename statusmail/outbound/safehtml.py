@@ -1,9 +1,9 @@
-"""The one place where HTML is made from user text or kept from user HTML.
+"""The one place where HTML is made from user text.
 
 User text is escaped first and only then are URLs turned into links, so nothing the
-user typed can become markup. Any HTML that must be kept goes through nh3 (the
-maintained successor of bleach, which stopped releases in June 2026) with a small
-allow-list.
+user typed can become markup. No HTML a user sent is ever kept: incoming HTML is
+converted to text (``inbound/htmltext.py``). Should a feature ever keep user HTML, its
+sanitizer belongs here, and it is nh3 (bleach stopped releases in June 2026).
 """
 
 from __future__ import annotations
@@ -11,12 +11,10 @@ from __future__ import annotations
 import re
 
 import markupsafe
-import nh3
 
 # Matches in already-escaped text: no <, >, " or whitespace can be inside a URL here.
 URL = re.compile(r"\bhttps?://[^\s<>\"']+", re.IGNORECASE)
 TRAILING_PUNCTUATION = ".,;:!?)]'"
-ALLOWED_TAGS = {"a", "b", "blockquote", "br", "code", "em", "i", "li", "ol", "p", "pre", "strong", "ul"}
 
 
 def linkify(text: str) -> markupsafe.Markup:
@@ -33,8 +31,3 @@ def linkify(text: str) -> markupsafe.Markup:
 
     return markupsafe.Markup(URL.sub(link, escaped).replace("\n", "<br>\n"))
 
-
-def sanitize(html: str) -> str:
-    """Keep only harmless markup from HTML we did not write."""
-    return nh3.clean(html, tags=ALLOWED_TAGS, attributes={"a": {"href"}}, url_schemes={"http", "https", "mailto"},
-                     link_rel="noopener noreferrer")
