@@ -52,11 +52,16 @@ class App:
 
     @property
     def engine(self) -> Engine:
-        """The database, created or upgraded on first use so every command works on a
-        fresh machine (``init`` does the same, explicitly, and reports it)."""
+        """The database; created on first use, so every command works on a fresh machine.
+
+        Only a missing schema is created here (one cheap query, where alembic's upgrade
+        loaded every migration script on every command). Upgrades are ``init``'s job, and
+        ``serve``'s.
+        """
         if self._engine is None:
             self._engine = make_engine(self.settings.gateway.database_url)
-            upgrade(self._engine)
+            if current_revision(self._engine) is None:
+                upgrade(self._engine)
         return self._engine
 
     def session(self) -> Any:
@@ -201,6 +206,7 @@ def serve(app: App) -> None:
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
     settings = app.settings
+    upgrade(app.engine)  # a long-running process may follow a code upgrade: bring the schema along
     hint = (f"statusmail listening on {settings.smtp.host}:{{port}}; post a first update: "
             f"python3 -c \"import smtplib; smtplib.SMTP('{settings.smtp.host}', {{port}}).sendmail("
             f"'you@{settings.domain}', '{settings.gateway.address}', "
