@@ -20,9 +20,8 @@ def posts(engine) -> list[Post]:
         return list(session.exec(select(Post).order_by(Post.id)))
 
 
-def reply_to(notification: EmailMessage, sender: str, new_text: str, style: str) -> EmailMessage:
-    """A reply as Outlook, Gmail or Apple Mail would compose it: to Reply-To, quoting the mail."""
-    quoted = notification.get_body(("plain",)).get_content()
+def reply_headers(notification: EmailMessage, sender: str, style: str) -> EmailMessage:
+    """The headers of a reply to ``notification``: to its Reply-To, threaded under it."""
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = notification["Reply-To"]
@@ -30,6 +29,13 @@ def reply_to(notification: EmailMessage, sender: str, new_text: str, style: str)
     msg["Message-ID"] = email.utils.make_msgid(domain="corp.example")
     msg["In-Reply-To"] = notification["Message-ID"]
     msg["References"] = f'{notification["References"]} {notification["Message-ID"]}'
+    return msg
+
+
+def reply_to(notification: EmailMessage, sender: str, new_text: str, style: str) -> EmailMessage:
+    """A reply as Outlook, Gmail or Apple Mail would compose it: to Reply-To, quoting the mail."""
+    quoted = notification.get_body(("plain",)).get_content()
+    msg = reply_headers(notification, sender, style)
     if style == "outlook":
         body = (f"{new_text}\n\n________________________________\nFrom: Status <status@corp.example>\n"
                 f"Sent: Thursday, November 26, 2026 9:14 AM\nTo: {sender}\nSubject: {notification['Subject']}\n\n{quoted}")
@@ -184,29 +190,20 @@ def test_reply_addresses_outlive_their_first_use_and_expire_only_when_configured
     assert token_expired(token, 365) and not token_expired(token, 500)
 
 
-def test_an_html_only_gmail_reply_and_an_outlook_html_reply_are_trimmed_by_dom(gateway, cli, settings, engine):
+def test_html_only_replies_from_gmail_and_outlook_land_trimmed_in_the_thread(gateway, cli, settings, engine):
     notification = start_thread(gateway, cli, settings)
-    gmail = EmailMessage()
-    gmail["From"] = "bob@corp.example"
-    gmail["To"] = notification["Reply-To"]
-    gmail["Subject"] = "Re: " + notification["Subject"]
-    gmail["Message-ID"] = email.utils.make_msgid(domain="corp.example")
+    gmail = reply_headers(notification, "bob@corp.example", "gmail")
     gmail.set_content('<div dir="ltr">Well done, <b>team</b>!</div><br><div class="gmail_quote">'
                       '<div class="gmail_attr">On Thu, Nov 26, 2026 at 9:14 AM Status &lt;status@corp.example&gt; '
                       'wrote:<br></div><blockquote class="gmail_quote">Closed the Q4 billing backlog</blockquote></div>',
                       subtype="html")
-    outlook = EmailMessage()
-    outlook["From"] = "bob@corp.example"
-    outlook["To"] = notification["Reply-To"]
-    outlook["Subject"] = "RE: " + notification["Subject"]
-    outlook["Message-ID"] = email.utils.make_msgid(domain="corp.example")
-    outlook.set_content("Send me the numbers please\n\nFrom: Status <status@corp.example>\nSent: Thursday\n"
-                        "Subject: Re: Billing backlog closed\n\nClosed the Q4 billing backlog")
-    outlook.add_alternative('<html><body><div class="WordSection1"><p>Send me the numbers please</p>'
-                            '<div id="divRplyFwdMsg"><b>From:</b> Status &lt;status@corp.example&gt;<br>'
-                            '<b>Sent:</b> Thursday</div><div>Closed the Q4 billing backlog</div></div></body></html>',
-                            subtype="html")
+    outlook = reply_headers(notification, "bob@corp.example", "outlook")
+    outlook.set_content('<html><body><div class="WordSection1"><p>Send me the numbers please</p>'
+                        '<div id="divRplyFwdMsg"><b>From:</b> Status &lt;status@corp.example&gt;<br>'
+                        '<b>Sent:</b> Thursday</div><div>Closed the Q4 billing backlog</div></div></body></html>',
+                        subtype="html")
     for mail in (gmail, outlook):
         assert gateway.send(mail, mail_from="bob@corp.example", to=notification["Reply-To"])[0] == 250
-    _, first, second = posts(engine)
+    root, first, second = posts(engine)
     assert (first.body, second.body) == ("Well done, team!", "Send me the numbers please")
+    assert first.parent_id == second.parent_id == root.id
