@@ -74,8 +74,9 @@ def count_parts(msg: EmailMessage, depth: int = 0) -> int:
 
 def parse_message(mail: Incoming) -> None:
     """Parse the raw bytes; refuse what has no headers or exceeds the structural caps."""
-    raw = mail.raw.replace(b"\x00", b"") if b"\x00" in mail.raw else mail.raw
-    if b"\x00" in mail.raw:
+    raw = mail.raw
+    if b"\x00" in raw:
+        raw = raw.replace(b"\x00", b"")
         mail.defects.append("NUL bytes removed")
     msg = email.message_from_bytes(raw, policy=policy.default)
     assert isinstance(msg, EmailMessage)
