@@ -32,6 +32,7 @@ class Incoming:
     sender_name: str = ""
     user: User | None = None
     new_user: bool = False
+    unauthenticated: bool = False  # failed sender_auth but held, not refused (IMAP)
     parent: Post | None = None
     text: str = ""  # the post's text
     removed: str = ""  # what trimming cut (quotes, signatures), kept for moderators

@@ -24,14 +24,6 @@ from statusmail.store.users import find_user, normalize_email, register_user
 
 
 HOLD_UNAUTHENTICATED = "hold-unauthenticated"  # Envelope.notes flag from transports that cannot refuse
-UNAUTHENTICATED_HOLD = "sender not authenticated"
-
-
-def is_unauthenticated(mail: Incoming) -> bool:
-    """True when the sender failed authentication and the post is held for it."""
-    return any(hold.startswith(UNAUTHENTICATED_HOLD) for hold in mail.holds)
-
-
 def domain_of(address: str) -> str:
     return address.rpartition("@")[2].lower()
 
@@ -93,7 +85,8 @@ def authenticate_sender(mail: Incoming) -> None:
     # Over IMAP nothing can be refused in a dialogue, and the message is already here: a
     # post that fails authentication waits for a moderator instead (SPEC §5).
     if HOLD_UNAUTHENTICATED in mail.envelope.notes and mail.kind in (Kind.POST, Kind.REPLY):
-        mail.holds.append(f"{UNAUTHENTICATED_HOLD}: {problem}")
+        mail.unauthenticated = True
+        mail.holds.append(f"sender not authenticated: {problem}")
         return
     raise Refused(Reason.NOT_AUTHENTICATED, problem)
 

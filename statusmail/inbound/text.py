@@ -16,7 +16,6 @@ from statusmail.inbound.brevity import count_chars
 from statusmail.inbound.extract import extract_body
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.outcome import Discarded, Reason, Refused
-from statusmail.inbound.senders import is_unauthenticated
 from statusmail.inbound.tags import find_handles, find_tags
 from statusmail.outbound.notices import queue_notice
 from statusmail.store.models import User
@@ -67,7 +66,7 @@ def enforce_brevity(mail: Incoming) -> None:
     if length <= limit:
         return
     assert mail.user is not None
-    if is_unauthenticated(mail):
+    if mail.unauthenticated:
         # The sender may be forged: tell no one (no backscatter), just do not post.
         raise Discarded(Reason.TOO_LONG, f"{length} characters, the limit is {limit}; unauthenticated, not answered")
     queue_notice(mail.session, mail.settings, mail.user, "too_long",
