@@ -5,7 +5,7 @@ mentions; a new post to the users it mentions. Never to the post's own author, a
 who muted the thread, a banned user, or an address suspended after hard bounces.
 
 Each notification threads in every client (DESIGN decision 6): the subject is always
-``Re: <first line of the root>``; In-Reply-To names the post being answered and
+``Re: <first line of the root>``; In-Reply-To names the post the mail is about and
 References chains the root's original Message-ID, the last mail this recipient got in
 the thread and the parent, so it sits under the author's own sent message; Outlook gets
 Thread-Topic and a child Thread-Index of the root's.
@@ -75,32 +75,28 @@ def notify_post(session: Session, settings: Settings, post: Post) -> int:
     # A hidden or deleted post is never quoted to anyone.
     quoted = parent if parent is not None and parent.status == "visible" else None
     author = session.get(User, post.author_id)
-    assert author is not None
+    assert author is not None and post.id is not None and root.id is not None
     now = utcnow()
+    # What every recipient's copy shares; only the token and the chain differ per reader.
+    shared = {
+        "author": display_name(author),
+        "is_reply": parent is not None,
+        "text": post.body,
+        "quote": (quoted.body[:QUOTE_CHARS] + ("…" if len(quoted.body) > QUOTE_CHARS else "")) if quoted else "",
+        "quote_author": display_name(session.get(User, quoted.author_id)) if quoted else "",  # type: ignore[arg-type]
+    }
+    subject, topic = thread_subject(root), first_line(root.body)
     count = 0
     for user, why in recipients_for(session, post):
-        assert user.id is not None and post.id is not None and root.id is not None
-        references = [root.message_id, last_mail_in_thread(session, user.id, root.id)]
-        if parent is not None:
-            references.append(parent.message_id)
-        references.append(post.message_id)
-        in_reply_to = post.message_id
-        context = {
-            "name": display_name(user),
-            "author": display_name(author),
-            "why": why,
-            "is_reply": parent is not None,
-            "text": post.body,
-            "quote": (quoted.body[:QUOTE_CHARS] + ("…" if len(quoted.body) > QUOTE_CHARS else "")) if quoted else "",
-            "quote_author": display_name(session.get(User, quoted.author_id)) if quoted else "",  # type: ignore[arg-type]
-            "reply_address": token_address(token_for(session, user.id, post.id), settings),
-            "root_subject": first_line(root.body),
-        }
-        draft = Draft(to=user.email, to_name=user.name, subject=thread_subject(root), template="notify/post",
-                      context=context, reply_to=context["reply_address"], in_reply_to=in_reply_to,
-                      references=list(dict.fromkeys(r for r in references if r)),
-                      thread_topic=first_line(root.body), thread_index=child_thread_index(root.thread_index, now)
-                      if root.thread_index else "")
+        assert user.id is not None
+        references = [root.message_id, last_mail_in_thread(session, user.id, root.id),
+                      parent.message_id if parent is not None else "", post.message_id]
+        reply_address = token_address(token_for(session, user.id, post.id), settings)
+        draft = Draft(to=user.email, to_name=user.name, subject=subject, template="notify/post",
+                      context={**shared, "name": display_name(user), "why": why, "reply_address": reply_address},
+                      reply_to=reply_address, in_reply_to=post.message_id,
+                      references=list(dict.fromkeys(r for r in references if r)), thread_topic=topic,
+                      thread_index=child_thread_index(root.thread_index, now) if root.thread_index else "")
         enqueue(session, build_message(draft, settings, now=now), settings, kind="notification", to=user.email,
                 user_id=user.id, post_id=post.id)
         count += 1
