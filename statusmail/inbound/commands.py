@@ -15,11 +15,10 @@ from statusmail.gateway.config import is_timezone
 from statusmail.inbound.extract import extract_body
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.outcome import Discarded, Reason
-from statusmail.inbound.parse import header_text, message_ids
 from statusmail.inbound.text import has_reply_prefix
+from statusmail.inbound.threads import post_answered
 from statusmail.outbound.notices import queue_notice
 from statusmail.store.follows import UnknownTarget, follow, following, resolve_target, set_mute, unfollow
-from statusmail.store.posts import find_post_by_message_id
 
 MAX_LINES = 20
 HELP = """\
@@ -38,7 +37,7 @@ def command_lines(mail: Incoming) -> list[str]:
     body = extract_body(mail.message).text
     lines = [ln.strip() for ln in body.splitlines() if ln.strip()]
     if not lines:
-        subject = header_text(mail.message, "Subject").strip()
+        subject = mail.subject.strip()
         if subject and not has_reply_prefix(subject):
             lines = [subject]
         elif subject:
@@ -47,9 +46,7 @@ def command_lines(mail: Incoming) -> list[str]:
 
 
 def thread_of(mail: Incoming) -> int | None:
-    wanted = message_ids(header_text(mail.message, "In-Reply-To"))
-    wanted += list(reversed(message_ids(header_text(mail.message, "References"))))
-    post = find_post_by_message_id(mail.session, wanted)
+    post = post_answered(mail)
     return post.thread_id if post else None
 
 
@@ -141,6 +138,6 @@ def run_commands(mail: Incoming) -> None:
             break  # the rest is probably a signature or a quote
         results.append((line, handler(mail, args.strip())))
     queue_notice(mail.session, mail.settings, mail.user, "commands", kind="command",  # type: ignore[arg-type]
-                 subject="Re: " + (header_text(mail.message, "Subject").strip() or "your commands"),
+                 subject="Re: " + (mail.subject.strip() or "your commands"),
                  context={"results": results, "failed": failed, "help": HELP}, in_reply_to=mail.message_id)
     raise Discarded(Reason.COMMANDS, f"{len(results)} command(s)" + (", one not understood" if failed else ""))

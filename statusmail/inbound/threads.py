@@ -40,7 +40,11 @@ def find_parent(mail: Incoming) -> None:
             raise Refused(Reason.WRONG_REPLIER, f"reply token belongs to another user, not {mail.sender}")
         mail.parent = mail.session.get(Post, token.post_id)
         return
+    mail.parent = post_answered(mail)
+
+
+def post_answered(mail: Incoming) -> Post | None:
+    """The post whose mail this message answers, by In-Reply-To, then References newest first."""
     wanted = message_ids(header_text(mail.message, "In-Reply-To"))
     wanted += list(reversed(message_ids(header_text(mail.message, "References"))))
-    if wanted:
-        mail.parent = find_post_by_message_id(mail.session, wanted)
+    return find_post_by_message_id(mail.session, wanted) if wanted else None
