@@ -39,12 +39,8 @@ def check_relay(settings: Settings) -> Check:
         writable = os.access(parent, os.W_OK)
         return ("relay", writable, f"Maildir {transport.path}" + ("" if writable else f": {parent} is not writable"))
     if isinstance(transport, SmtpTransport):
-        async def probe() -> None:
-            client = await transport._connected()
-            await client.noop()
-            await transport.close()
         try:
-            asyncio.run(asyncio.wait_for(probe(), 15))
+            asyncio.run(asyncio.wait_for(transport.check(), 15))
         except Exception as exc:  # noqa: BLE001
             return ("relay", False, f"{transport.host}:{transport.port}: {exc}")
         return ("relay", True, f"{transport.host}:{transport.port} answers")

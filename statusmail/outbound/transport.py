@@ -110,6 +110,14 @@ class SmtpTransport:
                 await self._reset()
                 raise TransportError(f"relay {self.host}:{self.port}: {exc}") from exc
 
+    async def check(self) -> None:
+        """Connect, log in where configured, NOOP, and leave (``statusmail check``)."""
+        try:
+            client = await self._connected()
+            await client.noop()
+        finally:
+            await self.close()
+
     async def _reset(self) -> None:
         client, self._client = self._client, None
         if client is not None:

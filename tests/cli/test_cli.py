@@ -202,3 +202,30 @@ def test_serve_prunes_old_raw_messages_when_it_starts(cli, settings):
         running.stop()
     assert raw_of(engine, 1) is None
     engine.dispose()
+
+
+def test_check_reaches_an_smtp_relay_and_fails_when_none_answers(tmp_path, sqlite_url, cli_for):
+    from aiosmtpd.controller import Controller
+
+    from tests.conftest import write_config
+    from tests.gateway.test_crash import free_port
+
+    class Sink:
+        async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+            return "250 OK"
+
+    port = free_port()
+    config = write_config(tmp_path, sqlite_url)
+    config.write_text(config.read_text().replace(f'transport = "maildir:{tmp_path}/outbox"',
+                                                 f'transport = "smtp://127.0.0.1:{port}"'))
+    cli, _, _ = cli_for(config)
+    cli("init")
+    relay = Controller(Sink(), hostname="127.0.0.1", port=port)
+    relay.start()
+    try:
+        result = cli("check")
+    finally:
+        relay.stop()
+    assert result.exit_code == 0 and f"ok    relay: 127.0.0.1:{port} answers" in result.stdout
+    result = cli("check")
+    assert result.exit_code == 1 and f"FAIL  relay: 127.0.0.1:{port}" in result.stdout
