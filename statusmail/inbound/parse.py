@@ -29,6 +29,35 @@ MESSAGE_ID = re.compile(r"<[^<>\s]{1,900}>")
 PRIORITY = (Kind.COMMAND, Kind.BOUNCE, Kind.REPLY, Kind.POST)
 
 
+class CachingPolicy(policy.EmailPolicy):
+    """``policy.default``, parsing each header value once.
+
+    The standard policy builds a new header object, with a full RFC 5322 parse, every
+    time a header is read: a message's Content-Type alone is parsed again for every
+    ``get_content_type()``. The stages read the same few headers many times, and every
+    message carries much the same Content-Type, so a bounded cache of (name, value) to
+    header object makes reading a header cost a dictionary lookup. Header objects are
+    immutable strings, safe to share between messages.
+    """
+
+    def header_fetch_parse(self, name, value):  # type: ignore[no-untyped-def]
+        if hasattr(value, "name") or not isinstance(value, str):
+            return super().header_fetch_parse(name, value)
+        key = (name.lower(), value)
+        header = _HEADER_CACHE.get(key)
+        if header is None:
+            header = super().header_fetch_parse(name, value)
+            if len(_HEADER_CACHE) >= _HEADER_CACHE_SIZE:
+                _HEADER_CACHE.clear()  # crude but bounded; refilling costs one parse per header
+            _HEADER_CACHE[key] = header
+        return header
+
+
+_HEADER_CACHE: dict[tuple[str, str], object] = {}
+_HEADER_CACHE_SIZE = 4096
+PARSING = CachingPolicy()
+
+
 def header_text(msg: EmailMessage, name: str) -> str:
     """A header's decoded value as one string; "" when absent or unreadable."""
     try:
@@ -78,7 +107,7 @@ def parse_message(mail: Incoming) -> None:
     if b"\x00" in raw:
         raw = raw.replace(b"\x00", b"")
         mail.defects.append("NUL bytes removed")
-    msg = email.message_from_bytes(raw, policy=policy.default)
+    msg = email.message_from_bytes(raw, policy=PARSING)
     assert isinstance(msg, EmailMessage)
     mail.msg = msg
     mail.defects.extend(type(d).__name__ for d in msg.defects)
