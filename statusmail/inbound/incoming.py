@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from email.message import EmailMessage
 
 from sqlmodel import Session
@@ -12,7 +13,7 @@ from statusmail.gateway.config import Settings
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Outcome
 from statusmail.inbound.recipients import Kind
-from statusmail.store.models import InboundLog, Post, User, utcnow
+from statusmail.store.models import Post, User, utcnow
 
 
 @dataclass
@@ -39,7 +40,7 @@ class Incoming:
     tags: list[str] = field(default_factory=list)
     mentioned: list[User] = field(default_factory=list)
     holds: list[str] = field(default_factory=list)
-    post: Post | None = None
+    post_id: int | None = None  # the stored post's id
 
     @property
     def message(self) -> EmailMessage:
@@ -52,13 +53,13 @@ class Incoming:
 
         return header_text(self.message, "Subject")
 
-    def log_entry(self, outcome: Outcome) -> InboundLog:
-        """The log row for a stored outcome; its dedupe key makes a redelivery a no-op."""
+    def log_entry(self, outcome: Outcome) -> dict[str, Any]:
+        """The log row's values for a stored outcome; its dedupe key makes a redelivery a no-op."""
         from statusmail.inbound.parse import without_surrogates as clean
 
-        return InboundLog(
+        return dict(
             received_at=self.now, message_id=clean(self.message_id), dedupe_key=self.dedupe_key or None,
             sender=clean(self.sender or self.envelope.mail_from), recipients=clean(", ".join(self.envelope.rcpt_tos)),
             peer=self.envelope.peer, source=self.envelope.source, outcome=outcome.status,
             reason=outcome.reason.name.lower(), detail=clean(outcome.detail[:1000]),
-            post_id=self.post.id if self.post else None, raw=self.raw, defects="; ".join(self.defects)[:1000])
+            post_id=self.post_id, raw=self.raw, defects="; ".join(self.defects)[:1000])

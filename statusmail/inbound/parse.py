@@ -20,7 +20,7 @@ from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.outcome import Discarded, Reason, Refused
 from statusmail.inbound.recipients import Kind, classify_recipient
 from statusmail.store.models import InboundLog
-from sqlmodel import select
+from sqlalchemy import bindparam, select
 
 MAX_HEADERS = 500
 MAX_PARTS = 200
@@ -131,10 +131,14 @@ def dedupe_key_for(message_id: str, raw: bytes) -> str:
     return "raw:" + hashlib.sha256(raw).hexdigest()
 
 
+LOG = InboundLog.__table__  # type: ignore[attr-defined]
+SEEN = select(LOG.c.id).where(LOG.c.dedupe_key == bindparam("key")).limit(1)
+
+
 def refuse_duplicate(mail: Incoming) -> None:
     """A Message-ID already stored is answered 250 and changes nothing (SPEC §3)."""
     mail.dedupe_key = dedupe_key_for(mail.message_id, mail.raw)
-    seen = mail.session.exec(select(InboundLog.id).where(InboundLog.dedupe_key == mail.dedupe_key)).first()
+    seen = mail.session.connection().execute(SEEN, {"key": mail.dedupe_key}).scalar()
     if seen is not None:
         raise Discarded(Reason.DUPLICATE, f"same message as log entry {seen}")
 

@@ -20,7 +20,7 @@ same with a transaction of one message (IMAP, ``inject``, ``reprocess``).
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import Any, Callable
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -35,7 +35,7 @@ from statusmail.inbound.parse import without_surrogates as clean
 from statusmail.inbound.outcome import Deferred, Discarded, Held, Outcome, Reason, Refused
 from statusmail.inbound.recipients import Kind
 from statusmail.logs import redact
-from statusmail.store.db import begin_immediate, transaction
+from statusmail.store.db import begin_immediate, insert_values, transaction
 from statusmail.store.models import InboundLog
 
 log = logging.getLogger(__name__)
@@ -120,10 +120,8 @@ def decide(mail: Incoming) -> Outcome:
 
 def store_outcome(mail: Incoming, outcome: Outcome) -> Outcome:
     """Add the log row (its dedupe key makes a redelivery a no-op) and return the outcome with ids."""
-    entry = mail.log_entry(outcome)
-    mail.session.add(entry)
-    mail.session.flush()
-    return Outcome(outcome.status, outcome.reason, outcome.detail, mail.post.id if mail.post else None, entry.id)
+    log_id = insert_values(mail.session, InboundLog, **mail.log_entry(outcome))
+    return Outcome(outcome.status, outcome.reason, outcome.detail, mail.post_id, log_id)
 
 
 def log_outcome(mail: Incoming, outcome: Outcome) -> None:
@@ -182,9 +180,7 @@ def add_refusal(session: Session, raw: bytes | None, envelope: Envelope, reason:
                 message_id: str = "", sender: str = "") -> Outcome:
     """A refused log row in the caller's transaction; the refusal's outcome with its id."""
     entry = refusal_entry(raw, envelope, reason, detail, message_id=message_id, sender=sender)
-    session.add(entry)
-    session.flush()
-    return Outcome("refused", reason, detail, None, entry.id)
+    return Outcome("refused", reason, detail, None, insert_values(session, InboundLog, **entry))
 
 
 def record_refusal(engine: Engine, raw: bytes | None, envelope: Envelope, reason: Reason, detail: str, *,
@@ -193,17 +189,16 @@ def record_refusal(engine: Engine, raw: bytes | None, envelope: Envelope, reason
     try:
         with transaction(engine) as session:
             entry = refusal_entry(raw, envelope, reason, detail, message_id=message_id, sender=sender)
-            session.add(entry)
-            session.flush()
-            return entry.id
+            return insert_values(session, InboundLog, **entry)
     except StoreUnavailable as exc:
         log.error("could not log refusal (%s): %s", reason.value, exc)
         return None
 
 
 def refusal_entry(raw: bytes | None, envelope: Envelope, reason: Reason, detail: str, *,
-                  message_id: str = "", sender: str = "") -> InboundLog:
-    return InboundLog(message_id=clean(message_id), sender=clean(sender or envelope.mail_from),
+                  message_id: str = "", sender: str = "") -> dict[str, Any]:
+    """The values of a refused log row."""
+    return dict(message_id=clean(message_id), sender=clean(sender or envelope.mail_from),
                       recipients=clean(", ".join(envelope.rcpt_tos)), peer=envelope.peer,
                       source=envelope.source, outcome="refused", reason=reason.name.lower(),
                       detail=clean(detail[:1000]), raw=raw)

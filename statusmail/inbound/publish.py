@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
 from sqlmodel import select
 
 from statusmail.inbound.incoming import Incoming
@@ -17,6 +17,7 @@ from statusmail.inbound.outcome import Held
 from statusmail.outbound.compose import new_message_id
 from statusmail.outbound.notify import notify_post
 from statusmail.outbound.threadindex import new_thread_index
+from statusmail.store.db import insert_values
 from statusmail.store.models import Mention, Post, PostTag
 
 
@@ -34,30 +35,40 @@ def collect_holds(mail: Incoming) -> None:
 
 
 def store_post(mail: Incoming) -> None:
-    """Write the post with its tags and mentions; a held one stops the pipeline here."""
+    """Write the post with its tags and mentions; a held one stops the pipeline here.
+
+    Plain INSERTs (``insert_row``), not the ORM's flush: this runs for every message.
+    """
     assert mail.user is not None and mail.user.id is not None
     parent = mail.parent
-    post = Post(author_id=mail.user.id, body=mail.text, trimmed=mail.removed[:20000], created_at=mail.now,
-                parent_id=parent.id if parent else None, thread_id=parent.thread_id if parent else None,
-                status="held" if mail.holds else "visible", status_reason="; ".join(mail.holds),
-                message_id=mail.message_id or new_message_id(mail.settings))
-    if parent is None:
-        post.thread_index = new_thread_index(mail.now)
-    mail.session.add(post)
-    mail.session.flush()
-    if post.thread_id is None:
-        post.thread_id = post.id
-    for tag in mail.tags:
-        mail.session.add(PostTag(post_id=post.id, tag=tag))  # type: ignore[arg-type]
-    for user in {u.id: u for u in mail.mentioned}.values():
-        mail.session.add(Mention(post_id=post.id, user_id=user.id))  # type: ignore[arg-type]
-    mail.session.flush()
-    mail.post = post
+    post_id = insert_values(mail.session, Post, author_id=mail.user.id, body=mail.text, trimmed=mail.removed[:20000],
+                            created_at=mail.now, parent_id=parent.id if parent else None,
+                            thread_id=parent.thread_id if parent else None,
+                            status="held" if mail.holds else "visible", status_reason="; ".join(mail.holds),
+                            message_id=mail.message_id or new_message_id(mail.settings),
+                            thread_index="" if parent else new_thread_index(mail.now))
+    connection = mail.session.connection()
+    if parent is None:  # a root is its own thread
+        connection.execute(SET_THREAD, {"post_id": post_id})
+    if mail.tags:
+        connection.execute(PostTag.__table__.insert(), [{"post_id": post_id, "tag": tag} for tag in mail.tags])
+    mentioned = sorted({u.id for u in mail.mentioned})  # type: ignore[type-var]
+    if mentioned:
+        connection.execute(Mention.__table__.insert(), [{"post_id": post_id, "user_id": uid} for uid in mentioned])
+    mail.post_id = post_id
     if mail.holds:
         raise Held(mail.holds)
 
 
+POSTS = Post.__table__  # type: ignore[attr-defined]
+SET_THREAD = POSTS.update().where(POSTS.c.id == bindparam("post_id")).values(thread_id=POSTS.c.id)
+
+
 def notify(mail: Incoming) -> None:
     """Queue the notifications a visible post causes (replies and mentions)."""
-    assert mail.post is not None
-    notify_post(mail.session, mail.settings, mail.post)
+    assert mail.post_id is not None
+    if mail.parent is None and not mail.mentioned:
+        return  # a new post that mentions no one is news for the digests, not a mail
+    post = mail.session.get(Post, mail.post_id)
+    assert post is not None
+    notify_post(mail.session, mail.settings, post)

@@ -12,8 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 from email.utils import getaddresses
 
-from sqlalchemy import func
-from sqlmodel import select
+from sqlalchemy import bindparam, func, select
 
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.outcome import Deferred, Reason, Refused
@@ -109,13 +108,17 @@ def refuse_banned(mail: Incoming) -> None:
         raise Refused(Reason.BANNED, f"{mail.sender} is banned: {mail.user.ban_reason}")
 
 
+POSTS = Post.__table__  # type: ignore[attr-defined]
+POSTS_SINCE = (select(func.count()).select_from(POSTS)
+               .where(POSTS.c.author_id == bindparam("author_id"), POSTS.c.created_at >= bindparam("since")))
+
+
 def limit_rate(mail: Incoming) -> None:
     """At most ``policy.posts_per_hour`` posts per sender; beyond it, 451 4.7.1."""
     assert mail.user is not None
     if mail.user.id is None or mail.new_user:
         return
-    since = mail.now - timedelta(hours=1)
-    count = mail.session.exec(select(func.count()).select_from(Post).where(
-        Post.author_id == mail.user.id, Post.created_at >= since)).one()
+    count = mail.session.connection().execute(
+        POSTS_SINCE, {"author_id": mail.user.id, "since": mail.now - timedelta(hours=1)}).scalar_one()
     if count >= mail.settings.policy.posts_per_hour:
         raise Deferred(Reason.RATE_LIMITED, f"{count} posts in the last hour (limit {mail.settings.policy.posts_per_hour})")
