@@ -33,6 +33,7 @@ from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Outcome, Reason
 from statusmail.inbound.pipeline import process
 from statusmail.store.db import begin_immediate, transaction
+from statusmail.store.users import preload_users
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class Batcher:
         try:
             with transaction(self.engine) as session:
                 begin_immediate(session)
+                preload_users(session, (job.envelope.mail_from for job in batch))
                 outcomes = [process(session, job.raw, job.envelope, self.settings) for job in batch]
                 if self.before_commit is not None:
                     self.before_commit(session)

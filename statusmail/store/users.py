@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Iterable
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from statusmail.gateway.config import Settings
 from statusmail.store.models import User
@@ -19,8 +19,31 @@ def normalize_email(address: str) -> str:
     return address.strip().strip("<>").lower()
 
 
+# session.info key: users already loaded in this session, by address (see preload_users).
+USERS_BY_EMAIL = "statusmail.users_by_email"
+
+
 def find_user(session: Session, email: str) -> User | None:
-    return session.exec(select(User).where(User.email == normalize_email(email))).first()
+    email = normalize_email(email)
+    user = session.info.get(USERS_BY_EMAIL, {}).get(email)
+    if user is not None:
+        return user
+    return session.exec(select(User).where(User.email == email)).first()
+
+
+def preload_users(session: Session, emails: Iterable[str]) -> None:
+    """Load these users with one query, for :func:`find_user` to find for the rest of the session.
+
+    The SMTP listener commits the messages of concurrent sessions together
+    (``gateway/batcher.py``); one query for the batch's senders replaces one ORM query
+    per message, which was the largest single cost of a post. Only users that exist are
+    remembered, so a user registered (or rolled back) later in the batch is looked up
+    as before.
+    """
+    known: dict[str, User] = session.info.setdefault(USERS_BY_EMAIL, {})
+    wanted = {normalize_email(e) for e in emails if e} - known.keys()
+    if wanted:
+        known.update((u.email, u) for u in session.exec(select(User).where(col(User.email).in_(wanted))))
 
 
 def find_user_by_handle(session: Session, handle: str) -> User | None:
