@@ -12,6 +12,7 @@ import asyncio
 import ipaddress
 import logging
 import ssl
+import time
 import traceback
 from functools import cached_property
 from typing import Any, Callable
@@ -19,6 +20,7 @@ from typing import Any, Callable
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session as SmtpSession
 from sqlalchemy import Engine
+from sqlmodel import col, select
 
 from statusmail.errors import StoreUnavailable
 from statusmail.gateway.batcher import Batcher
@@ -31,7 +33,8 @@ from statusmail.inbound.pipeline import record_refusal, run
 from statusmail.inbound.recipients import classify_recipient
 from statusmail.logs import redact
 from statusmail.store.db import transaction
-from statusmail.store.users import find_user
+from statusmail.store.models import User
+from statusmail.store.users import find_user, normalize_email
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +48,56 @@ AIOSMTPD_REFUSALS = {
     "530 Must issue a STARTTLS command first": Reason.TLS_REQUIRED,
     "530 5.7.0 Authentication required": Reason.AUTH_REQUIRED,
 }
+BANNED_TTL = 5.0  # seconds between rereads of the banned senders (BannedSenders)
 REFUSAL_DETAILS = {
     Reason.LINE_TOO_LONG: "a line longer than 1000 octets",
     Reason.TLS_REQUIRED: "smtp.require_tls: command before STARTTLS",
     Reason.AUTH_REQUIRED: "smtp.require_auth: command before AUTH",
 }
+
+
+class BannedSenders:
+    """Which envelope senders RCPT refuses: a cheap early answer, not the rule.
+
+    Looking the sender up for every RCPT cost a database round trip per message. The
+    set of banned addresses is reread at most every :data:`BANNED_TTL` seconds instead,
+    and a hit is confirmed against the database before refusing, so an unban is never
+    answered late. A ban made since the last reread passes RCPT and is refused at DATA
+    by the pipeline's ``refuse_banned`` stage, which reads the user in the message's own
+    transaction: the answer is the same ``550 5.7.1``, one command later.
+    """
+
+    def __init__(self, engine: Engine, ttl: float = BANNED_TTL) -> None:
+        self.engine, self.ttl = engine, ttl
+        self.addresses: frozenset[str] = frozenset()
+        self.read_at = float("-inf")
+
+    async def contains(self, mail_from: str) -> bool:
+        address = normalize_email(mail_from)
+        if not address:
+            return False
+        now = time.monotonic()
+        if now - self.read_at > self.ttl:
+            self.read_at = now  # one reread at a time; concurrent sessions use the old set meanwhile
+            try:
+                self.addresses = await asyncio.to_thread(self.read)
+            except StoreUnavailable:
+                return False  # DATA will answer 451 if the database is still down
+        if address not in self.addresses:
+            return False
+        return await asyncio.to_thread(self.confirm, address)
+
+    def read(self) -> frozenset[str]:
+        with transaction(self.engine) as db:
+            return frozenset(db.exec(select(User.email).where(col(User.banned).is_(True))))
+
+    def confirm(self, address: str) -> bool:
+        try:
+            with transaction(self.engine) as db:
+                user = find_user(db, address)
+                return bool(user and user.banned)
+        except StoreUnavailable:
+            return False
 
 
 class StatusHandler:
@@ -61,6 +109,7 @@ class StatusHandler:
         self.engine = engine
         self.on_accepted = on_accepted or (lambda: None)
         self.batcher = batcher  # group commit (gateway/batcher.py); without it, one transaction per message
+        self.banned = BannedSenders(engine)
 
     @cached_property
     def trusted_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -101,23 +150,12 @@ class StatusHandler:
         if classify_recipient(address, self.settings) is None:
             return await self.refuse(Envelope(env.mail_from, (address,), env.peer), Reason.UNKNOWN_RECIPIENT,
                                      f"{address} is not a statusmail address")
-        banned = await asyncio.to_thread(self.envelope_sender_banned, envelope.mail_from or "")
-        if banned:
+        if await self.banned.contains(envelope.mail_from or ""):
             return await self.refuse(Envelope(env.mail_from, (address,), env.peer), Reason.BANNED,
                                      f"envelope sender {envelope.mail_from} is banned")
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 OK"
-
-    def envelope_sender_banned(self, mail_from: str) -> bool:
-        if not mail_from:
-            return False
-        try:
-            with transaction(self.engine) as db:
-                user = find_user(db, mail_from)
-                return bool(user and user.banned)
-        except StoreUnavailable:
-            return False  # DATA will answer 451 if the database is still down
 
     async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: SmtpEnvelope) -> str:
         source = "lmtp" if isinstance(server, LMTP) else "smtp"
