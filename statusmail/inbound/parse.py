@@ -73,6 +73,20 @@ def header_text(msg: EmailMessage, name: str) -> str:
         return ""
 
 
+def raw_header(msg: EmailMessage, name: str) -> str:
+    """A header's first value as it arrived, without the RFC 5322 parse.
+
+    For Message-ID, In-Reply-To and References, which hold no encoded words and are
+    searched with a pattern anyway: they differ in every message, so the parse cache
+    never helps them, and their full parse was the costliest header read left.
+    """
+    wanted = name.lower()
+    for key, value in msg.raw_items():
+        if key.lower() == wanted:
+            return without_surrogates(str(value))
+    return ""
+
+
 def without_surrogates(text: str) -> str:
     """Undecodable 8-bit header bytes arrive as lone surrogates (RFC 6532 allows UTF-8;
     anything else is junk); read them as UTF-8 where they are, replace them where not,
@@ -121,7 +135,7 @@ def parse_message(mail: Incoming) -> None:
         raise Refused(Reason.UNPARSEABLE, f"MIME nesting deeper than {MAX_DEPTH}") from None
     if parts > MAX_PARTS:
         raise Refused(Reason.UNPARSEABLE, f"more than {MAX_PARTS} MIME parts")
-    mail.message_id = first_message_id(header_text(msg, "Message-ID"))
+    mail.message_id = first_message_id(raw_header(msg, "Message-ID"))
 
 
 def dedupe_key_for(message_id: str, raw: bytes) -> str:

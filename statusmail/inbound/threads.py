@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.outcome import Reason, Refused
-from statusmail.inbound.parse import header_text, message_ids
+from statusmail.inbound.parse import message_ids, raw_header
 from statusmail.inbound.recipients import Kind
 from statusmail.outbound.tokens import find_token
 from statusmail.store.models import Post, ReplyToken, utcnow
@@ -45,6 +45,6 @@ def find_parent(mail: Incoming) -> None:
 
 def post_answered(mail: Incoming) -> Post | None:
     """The post whose mail this message answers, by In-Reply-To, then References newest first."""
-    wanted = message_ids(header_text(mail.message, "In-Reply-To"))
-    wanted += list(reversed(message_ids(header_text(mail.message, "References"))))
+    wanted = message_ids(raw_header(mail.message, "In-Reply-To"))
+    wanted += list(reversed(message_ids(raw_header(mail.message, "References"))))
     return find_post_by_message_id(mail.session, wanted) if wanted else None
