@@ -50,10 +50,11 @@ class Job:
     future: asyncio.Future[Outcome]
 
 
-def settle(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
+def settle(settled: list[tuple[asyncio.Future[Outcome], Outcome]]) -> None:
     """Runs on the event loop; a session that went away has cancelled its future."""
-    if not future.done():
-        future.set_result(outcome)
+    for future, outcome in settled:
+        if not future.done():
+            future.set_result(outcome)
 
 
 class Batcher:
@@ -100,8 +101,12 @@ class Batcher:
                     break
                 batch.append(more)
             outcomes = self.commit(batch)
+            # One wake-up of each event loop per batch, not one per message.
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Outcome], Outcome]]] = {}
             for item, outcome in zip(batch, outcomes):
-                item.loop.call_soon_threadsafe(settle, item.future, outcome)
+                by_loop.setdefault(item.loop, []).append((item.future, outcome))
+            for loop, settled in by_loop.items():
+                loop.call_soon_threadsafe(settle, settled)
 
     def commit(self, batch: list[Job]) -> list[Outcome]:
         """Run and store the batch in one transaction; the outcomes only once it committed."""
