@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from statusmail.store.models import Outbox, Post
+from statusmail.store.models import InboundLog, Outbox, Post
 from tests.conftest import RunningGateway, make_mail, outbox_messages, write_config
 
 
@@ -25,6 +25,19 @@ def test_a_banned_sender_is_refused_550_and_mailed_nothing(gateway, cli, setting
     assert as_json(cli("users", "show", "alice@corp.example", "--json"))["banned"] is True
     assert cli("users", "unban", "alice@corp.example").exit_code == 0
     assert gateway.send(make_mail(body="back again"))[0] == 250
+
+
+def test_a_ban_made_while_the_gateway_runs_is_refused_at_once(gateway, cli, engine):
+    """RCPT answers from a set of banned senders reread every few seconds; a ban newer
+    than that set is refused by the pipeline at DATA, with the same 550 5.7.1."""
+    cli("users", "add", "alice@corp.example")
+    assert gateway.send(make_mail(body="before the ban"))[0] == 250  # RCPT has read the (empty) banned set
+    assert cli("users", "ban", "alice@corp.example", "--reason", "spam").exit_code == 0
+    code, reply = gateway.send(make_mail(body="right after the ban"))
+    assert (code, reply[:5]) == (550, "5.7.1")
+    with Session(engine) as session:
+        last = session.exec(select(InboundLog).order_by(col(InboundLog.id).desc())).first()
+    assert (last.outcome, last.reason) == ("refused", "banned")
 
 
 def test_a_hidden_post_vanishes_from_the_default_list_and_from_notifications(gateway, cli, settings, engine):

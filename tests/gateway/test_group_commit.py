@@ -12,7 +12,7 @@ import threading
 from email import policy
 from typing import Any
 
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from statusmail.errors import StoreUnavailable
 from statusmail.gateway.batcher import Batcher
@@ -20,7 +20,7 @@ from statusmail.gateway.config import Settings
 from statusmail.gateway.replies import DEFERRED_STORE, OK_DUPLICATE, OK_POSTED, smtp_reply
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Outcome, Reason
-from statusmail.store.models import InboundLog, Post
+from statusmail.store.models import InboundLog, Post, User
 from tests.conftest import RunningGateway, make_mail
 
 
@@ -66,6 +66,21 @@ def test_a_refusal_in_a_batch_rolls_back_only_itself(settings: Settings, engine:
     with Session(engine) as session:
         refused = session.exec(select(InboundLog).where(InboundLog.outcome == "refused")).one()
     assert refused.reason == "domain_not_allowed" and refused.raw is not None
+
+
+def test_a_sender_registered_then_rolled_back_is_registered_again_later_in_the_batch(
+        settings: Settings, engine: Any) -> None:
+    """The batch's users are loaded once (preload_users); a user whose registration a
+    refusal rolled back must not be remembered as existing."""
+    newcomer = "nina@corp.example"
+    items = [(raw_of(sender=newcomer, body="", subject=""), envelope(newcomer)),  # registers, then 550 empty
+             (raw_of(sender=newcomer, body="first real update"), envelope(newcomer)),
+             (raw_of(body="alice as usual"), envelope())]
+    outcomes = run_one_batch(Batcher(settings, engine), items)
+    assert [o.reason for o in outcomes] == [Reason.EMPTY, Reason.POSTED, Reason.POSTED]
+    with Session(engine) as session:
+        authors = session.exec(select(User.email).join(Post, col(Post.author_id) == User.id).order_by(Post.id)).all()
+    assert authors == [newcomer, "alice@corp.example"]
 
 
 def test_the_same_message_id_twice_in_one_batch_is_one_post(settings: Settings, engine: Any) -> None:
