@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Iterable, Iterator, Sequence, TypeVar
 
 from sqlalchemy import func
@@ -34,6 +35,7 @@ DISCUSSED_LIMIT = 5
 # A thread is "discussed" when at least this many different people answered in it.
 MIN_REPLIERS = 2
 CHUNK = 500  # ids per IN (...) list: well inside every database's parameter limit
+RANK = attrgetter("rank")
 
 T = TypeVar("T")
 
@@ -46,6 +48,7 @@ class WindowPost:
     parent_id: int | None
     created_at: datetime
     body: str
+    rank: int = 0  # place in the window by (reply count, time): see Window.rank_posts
 
     @property
     def is_reply(self) -> bool:
@@ -111,13 +114,27 @@ class Window:
     threads_of: dict[int, set[int]] = field(default_factory=lambda: defaultdict(set))  # user -> threads
     reply_counts: dict[int, int] = field(default_factory=dict)
     _discussed: dict[datetime, list[int]] = field(default_factory=dict)
+    _subjects: dict[int, str] = field(default_factory=dict)
 
     def reply_count(self, post: WindowPost) -> int:
         return self.reply_counts.get(post.id, 0)
 
+    def rank_posts(self) -> None:
+        """Order every post once by what a section shows first (most replies, then the
+        newest): each reader's sections are then sorted on one int, not on a computed key."""
+        ordered = sorted(self.posts.values(), key=lambda p: (self.reply_count(p), p.created_at, p.id))
+        for place, post in enumerate(ordered):
+            post.rank = place
+
     def item(self, post: WindowPost) -> Item:
-        root = self.roots.get(post.thread_id, post)
-        return Item(post, self.names.get(post.author_id, ""), first_line(root.body), self.reply_count(post))
+        return Item(post, self.names.get(post.author_id, ""), self.thread_subject(post), self.reply_count(post))
+
+    def thread_subject(self, post: WindowPost) -> str:
+        """The first line of the post's thread root; memoized, since a hot thread's
+        subject is in thousands of digests."""
+        if post.thread_id not in self._subjects:
+            self._subjects[post.thread_id] = first_line(self.roots.get(post.thread_id, post).body)
+        return self._subjects[post.thread_id]
 
     def discussed(self, since: datetime) -> list[int]:
         """Thread ids by distinct repliers after ``since``, most first; memoized, since
@@ -178,6 +195,7 @@ def load_window(session: Session, start: datetime, until: datetime) -> Window:
     for post in window.posts.values():
         if post.parent_id is not None and post.parent_id != post.thread_id and post.parent_id in window.posts:
             window.reply_counts[post.parent_id] = window.reply_counts.get(post.parent_id, 0) + 1
+    window.rank_posts()
 
     # Who is part of a thread with news: its root's author and everyone who answered in it.
     for thread_id, author_id in session.exec(select(Post.thread_id, Post.author_id).distinct()
