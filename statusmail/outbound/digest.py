@@ -20,8 +20,9 @@ the next digest starts where this empty one ended.
 A run is batched for scale: the news window, follows and mutes are loaded once in a few
 queries; readers are then composed and recorded 25 at a time, with one query for their
 existing reply tokens and one short transaction (one commit) for their outbox rows,
-Digest rows and new tokens. A batch that conflicts with another sender is retried
-reader by reader, so the unique key still decides for each reader alone.
+Digest rows and new tokens. That transaction runs in a second thread while the next
+batch is composed. A batch that conflicts with another sender is retried reader by
+reader, so the unique key still decides for each reader alone.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
@@ -45,7 +47,7 @@ from statusmail.inbound.recipients import token_address
 from statusmail.outbound.compose import Draft, build_message
 from statusmail.outbound.digest_content import DigestContent, Interests, chunks, collect, load_interests, load_window
 from statusmail.outbound.digest_schedule import Recipient, current_period, frequency_of, window_start, zone_of
-from statusmail.outbound.outbox import enqueue
+from statusmail.outbound.outbox import Serialized, enqueue_many, row_values, serialize
 from statusmail.outbound.threadindex import new_thread_index
 from statusmail.outbound.tokens import new_token
 from statusmail.store.db import transaction
@@ -189,13 +191,18 @@ class Ready:
 
     planned: Planned
     content: DigestContent
-    message: EmailMessage | None  # None: nothing new
+    mail: Serialized | None  # None: nothing new
     minted: dict[int, str]  # reply tokens to store with it (post id -> token)
 
 
 def prepare(engine: Engine, settings: Settings, batch: list[tuple[Planned, DigestContent]], now: datetime) -> list[Ready]:
     """Compose a batch of digests, outside any transaction: one query for the tokens
-    the readers already have, new ones minted in memory (stored by :func:`write`)."""
+    the readers already have, new ones minted in memory (stored by :func:`write`).
+
+    Each message is serialized as soon as it is composed and only its bytes are kept:
+    a batch of live ``EmailMessage`` trees (thousands of small objects each) would
+    outlive a few garbage collections and make the collector sweep the whole heap again
+    and again, which cost more than the database writes."""
     wanted = {p.recipient.id: [item.post.id for item in c.items()] for p, c in batch if c.count}
     known: dict[tuple[int, int], str] = {}
     posts = sorted({post_id for ids in wanted.values() for post_id in ids})
@@ -210,26 +217,28 @@ def prepare(engine: Engine, settings: Settings, batch: list[tuple[Planned, Diges
         user_id = planned.recipient.id
         tokens = {post_id: known[(user_id, post_id)] for post_id in wanted.get(user_id, ()) if (user_id, post_id) in known}
         minted = {post_id: new_token() for post_id in wanted.get(user_id, ()) if post_id not in tokens}
-        message = compose(settings, planned.recipient, content, {**tokens, **minted}, now) if content.count else None
-        ready.append(Ready(planned, content, message, minted))
+        mail = serialize(compose(settings, planned.recipient, content, {**tokens, **minted}, now)) if content.count else None
+        ready.append(Ready(planned, content, mail, minted))
     return ready
 
 
 def write(session: Session, settings: Settings, batch: list[Ready], now: datetime) -> None:
     """Each digest's outbox row, its Digest row (the unique (user, period) decides) and
-    its new reply tokens, in the caller's transaction. Messages are serialized (by
-    ``enqueue``) before the first INSERT, so the write lock is held for INSERTs only."""
-    rows = [enqueue(session, r.message, settings, kind="digest", to=r.planned.recipient.email,
-                    user_id=r.planned.recipient.id) if r.message is not None else None for r in batch]
-    session.flush()
-    session.add_all([Digest(user_id=r.planned.recipient.id, period=r.planned.period, covered_until=r.content.until,
-                            item_count=r.content.count, outbox_id=row.id if row else None, created_at=now)
-                     for r, row in zip(batch, rows)])
-    session.flush()
+    its new reply tokens, in the caller's transaction. Messages were serialized by
+    :func:`prepare`, so the write lock is held for INSERTs only."""
+    mailed = [r for r in batch if r.mail is not None]
+    ids = enqueue_many(session, [row_values(r.mail, settings, kind="digest", to=r.planned.recipient.email,
+                                            user_id=r.planned.recipient.id) for r in mailed if r.mail is not None])
+    outbox_ids = {r.planned.recipient.id: outbox_id for r, outbox_id in zip(mailed, ids)}
+    connection = session.connection()
+    connection.execute(insert(Digest), [
+        {"user_id": r.planned.recipient.id, "period": r.planned.period, "covered_until": r.content.until,
+         "item_count": r.content.count, "outbox_id": outbox_ids.get(r.planned.recipient.id), "created_at": now}
+        for r in batch])
     tokens = [{"token": token, "user_id": r.planned.recipient.id, "post_id": post_id, "created_at": now}
               for r in batch for post_id, token in r.minted.items()]
     if tokens:  # one executemany: its compiled form is cached, a multi-VALUES one is not
-        session.connection().execute(insert(ReplyToken), tokens)
+        connection.execute(insert(ReplyToken), tokens)
 
 
 def record(engine: Engine, settings: Settings, batch: list[Ready], now: datetime) -> list[str]:
@@ -242,7 +251,7 @@ def record(engine: Engine, settings: Settings, batch: list[Ready], now: datetime
     try:
         with transaction(engine) as session:
             write(session, settings, batch, now)
-        return ["queued" if r.message is not None else "empty" for r in batch]
+        return ["queued" if r.mail is not None else "empty" for r in batch]
     except IntegrityError:
         if len(batch) > 1:
             return [record(engine, settings, [r], now)[0] for r in batch]
@@ -255,7 +264,7 @@ def record(engine: Engine, settings: Settings, batch: list[Ready], now: datetime
             write(session, settings, prepare(engine, settings, [(ready.planned, ready.content)], now), now)
     except IntegrityError:
         return ["already"]
-    return ["queued" if ready.message is not None else "empty"]
+    return ["queued" if ready.mail is not None else "empty"]
 
 
 def period_taken(engine: Engine, user_id: int, period: str) -> bool:
@@ -277,22 +286,39 @@ def send_digests(settings: Settings, engine: Engine, *, now: datetime | None = N
             return SendReport()
         window = load_window(session, min(p.since for p in due), now)
         interests = load_interests(session, [p.recipient.id for p in due])
-    report = SendReport()
-    for start in range(0, len(due), BATCH):
-        if stopping is not None and stopping.is_set():
-            break
-        batch = [(p, collect(window, p.recipient.id, interests[p.recipient.id], p.since)) for p in due[start:start + BATCH]]
-        if dry_run:
-            report.planned += [Planned(p.recipient, p.period, p.since, c.count) for p, c in batch]
-            outcomes = ["queued" if c.count else "empty" for _, c in batch]
-        else:
-            outcomes = record(engine, settings, prepare(engine, settings, batch, now), now)
-            if "queued" in outcomes and on_queued is not None:
-                on_queued()
+    report, done = SendReport(), 0
+
+    def tally(outcomes: list[str]) -> None:
+        nonlocal done
         for outcome in outcomes:
             setattr(report, outcome, getattr(report, outcome) + 1)
+        if "queued" in outcomes and on_queued is not None:
+            on_queued()
+        done += len(outcomes)
         if progress is not None:
-            progress(start + len(batch), len(due))
+            progress(done, len(due))
+
+    # One batch is recorded (in this one thread) while the next is composed: the commit's
+    # fsync, and any wait for SQLite's write lock while the outbox worker marks mail sent,
+    # then overlap with composing instead of adding to it. One batch at most is in flight,
+    # and outcomes are counted in order.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-record") as recorder:
+        recording: Future[list[str]] | None = None
+        for start in range(0, len(due), BATCH):
+            if stopping is not None and stopping.is_set():
+                break
+            batch = [(p, collect(window, p.recipient.id, interests[p.recipient.id], p.since))
+                     for p in due[start:start + BATCH]]
+            if dry_run:
+                report.planned += [Planned(p.recipient, p.period, p.since, c.count) for p, c in batch]
+                tally(["queued" if c.count else "empty" for _, c in batch])
+                continue
+            ready = prepare(engine, settings, batch, now)
+            if recording is not None:
+                tally(recording.result())
+            recording = recorder.submit(record, engine, settings, ready, now)
+        if recording is not None:
+            tally(recording.result())
     return report
 
 

@@ -17,11 +17,13 @@ import logging
 import random
 import secrets
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
+from typing import Any
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, func, insert
 from sqlmodel import Session, col, or_, select, update
 
 from statusmail.errors import PermanentTransportError, StoreUnavailable, TransportError
@@ -44,15 +46,45 @@ BATCH = 50
 AUTO_ANSWERS = ("notice", "command", "rejection")
 
 
+@dataclass(frozen=True)
+class Serialized:
+    """A message as the outbox keeps it: the bytes for the relay and the headers a row lists."""
+
+    raw: bytes
+    subject: str
+    message_id: str
+
+
+def serialize(msg: EmailMessage) -> Serialized:
+    return Serialized(msg.as_bytes(policy=SMTP), str(msg["Subject"] or ""), str(msg["Message-ID"]))
+
+
+def row_values(mail: Serialized, settings: Settings, *, kind: str, to: str, user_id: int | None = None,
+               post_id: int | None = None) -> dict[str, Any]:
+    """The columns of an outbox row for ``mail``, with its own bounce address; the
+    rest (queued, due now) are the table's defaults."""
+    key = secrets.token_hex(8)
+    return {"kind": kind, "to_addr": to, "envelope_from": bounce_address(key, settings), "subject": mail.subject,
+            "message_id": mail.message_id, "post_id": post_id, "user_id": user_id, "raw": mail.raw, "bounce_key": key}
+
+
 def enqueue(session: Session, msg: EmailMessage, settings: Settings, *, kind: str, to: str,
             user_id: int | None = None, post_id: int | None = None) -> Outbox:
     """Record ``msg`` for sending; part of the caller's transaction."""
-    key = secrets.token_hex(8)
-    row = Outbox(kind=kind, to_addr=to, envelope_from=bounce_address(key, settings), subject=str(msg["Subject"] or ""),
-                 message_id=str(msg["Message-ID"]), post_id=post_id, user_id=user_id,
-                 raw=msg.as_bytes(policy=SMTP), bounce_key=key)
+    row = Outbox(**row_values(serialize(msg), settings, kind=kind, to=to, user_id=user_id, post_id=post_id))
     session.add(row)
     return row
+
+
+def enqueue_many(session: Session, values: list[dict[str, Any]]) -> list[int]:
+    """Record many serialized messages (:func:`row_values`) in one INSERT; their ids, in order.
+
+    Core, not the ORM: a digest run queues thousands of rows, and nothing reads them back
+    as objects."""
+    if not values:
+        return []
+    query = insert(Outbox).returning(col(Outbox.id), sort_by_parameter_order=True)
+    return list(session.connection().execute(query, values).scalars())
 
 
 def auto_answers_left(session: Session, address: str, settings: Settings, now: datetime | None = None) -> int:
