@@ -99,14 +99,18 @@ def engine(settings: Settings) -> Iterator[Any]:
 class RunningGateway:
     """`statusmail serve`'s Gateway on an event loop in a thread, for smtplib to talk to."""
 
-    def __init__(self, settings: Settings, engine: Any) -> None:
+    # The pipeline runs in a thread of the test process by default: the same commit_batch
+    # as serve's writer process, without a Python interpreter started for every test
+    # (a second per test). The writer process itself is covered where it matters:
+    # test_writer.py, the concurrent-sessions test and every test of `statusmail serve`.
+    def __init__(self, settings: Settings, engine: Any, writer_process: bool = False) -> None:
         from statusmail.gateway.serve import Gateway
 
         self.settings, self.engine = settings, engine
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.gateway = Gateway(settings, engine)
+        self.gateway = Gateway(settings, engine, writer_process=writer_process)
         self.call(self.gateway.start(0))
         self.port = self.gateway.port
 

@@ -13,6 +13,10 @@ in the shared transaction; a failed commit answers every message of the batch
 
 Batches form by themselves: while the writer works on one, the next one queues. A lone
 message is committed at once, so an idle gateway answers no later than before.
+
+``serve`` runs the transaction itself in a child process (``gateway/writer.py``), so the
+pipeline's CPU work does not compete with the event loop for one interpreter lock; the
+thread here then only collects batches and waits for their outcomes.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Outcome, Reason
 from statusmail.inbound.pipeline import process
 from statusmail.store.db import begin_immediate, transaction
+from statusmail.gateway.writer import WriterProcess
 from statusmail.store.users import preload_users
 
 log = logging.getLogger(__name__)
@@ -60,8 +65,10 @@ def settle(settled: list[tuple[asyncio.Future[Outcome], Outcome]]) -> None:
 class Batcher:
     """One writer thread that commits the messages of concurrent sessions together."""
 
-    def __init__(self, settings: Settings, engine: Engine, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, settings: Settings, engine: Engine, max_batch: int = MAX_BATCH,
+                 writer: WriterProcess | None = None) -> None:
         self.settings, self.engine, self.max_batch = settings, engine, max_batch
+        self.writer = writer  # commit in a child process (gateway/writer.py); else in this thread
         self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self.work, name="group-commit", daemon=True)
         # Fault injection for tests: called with the batch's session just before COMMIT.
@@ -69,6 +76,8 @@ class Batcher:
         self.batches = 0  # committed or failed, for the curious (bench, tests)
 
     def start(self) -> None:
+        if self.writer is not None:
+            self.writer.start()
         self.thread.start()
 
     async def submit(self, raw: bytes, envelope: Envelope) -> Outcome:
@@ -83,6 +92,8 @@ class Batcher:
         if self.thread.is_alive():
             self.jobs.put(None)
             self.thread.join()
+        if self.writer is not None:
+            self.writer.stop()
 
     def work(self) -> None:
         stopping = False
@@ -111,17 +122,26 @@ class Batcher:
     def commit(self, batch: list[Job]) -> list[Outcome]:
         """Run and store the batch in one transaction; the outcomes only once it committed."""
         self.batches += 1
-        try:
-            with transaction(self.engine) as session:
-                begin_immediate(session)
-                preload_users(session, (job.envelope.mail_from for job in batch))
-                outcomes = [process(session, job.raw, job.envelope, self.settings) for job in batch]
-                if self.before_commit is not None:
-                    self.before_commit(session)
-            return outcomes  # the with block has committed: now 250 is true
-        except StoreUnavailable as exc:
-            log.error("database unavailable, %d messages deferred: %s", len(batch), exc)
-            return [Outcome("refused", Reason.STORE_UNAVAILABLE, str(exc))] * len(batch)
-        except Exception:
-            log.exception("group commit of %d messages failed; all deferred", len(batch))
-            return [Outcome("refused", Reason.INTERNAL_ERROR, "internal error")] * len(batch)
+        jobs = [(job.raw, job.envelope) for job in batch]
+        if self.writer is not None:
+            return self.writer.store(jobs)
+        return commit_batch(self.settings, self.engine, jobs, self.before_commit)
+
+
+def commit_batch(settings: Settings, engine: Engine, jobs: list[tuple[bytes, Envelope]],
+                 before_commit: Callable[[Session], None] | None = None) -> list[Outcome]:
+    """Run the pipeline on every message in one transaction; the outcomes once it committed."""
+    try:
+        with transaction(engine) as session:
+            begin_immediate(session)
+            preload_users(session, (envelope.mail_from for _, envelope in jobs))
+            outcomes = [process(session, raw, envelope, settings) for raw, envelope in jobs]
+            if before_commit is not None:
+                before_commit(session)
+        return outcomes  # the with block has committed: now 250 is true
+    except StoreUnavailable as exc:
+        log.error("database unavailable, %d messages deferred: %s", len(jobs), exc)
+        return [Outcome("refused", Reason.STORE_UNAVAILABLE, str(exc))] * len(jobs)
+    except Exception:
+        log.exception("group commit of %d messages failed; all deferred", len(jobs))
+        return [Outcome("refused", Reason.INTERNAL_ERROR, "internal error")] * len(jobs)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from statusmail.gateway.batcher import Batcher
+from statusmail.gateway.writer import WriterProcess
 from statusmail.gateway.config import Settings
 from statusmail.gateway.imap import ImapPoller
 from statusmail.gateway.smtp import StatusHandler, protocol_factory
@@ -64,11 +65,16 @@ class Gateway:
     transport: Transport | None = None
     port: int = 0
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Run the pipeline in a child process (gateway/writer.py). False keeps it in a thread
+    # of this process: the same commit_batch, for tests that inject faults into it.
+    writer_process: bool = True
 
     async def start(self, port: int | None = None) -> None:
         self.transport = self.transport or make_transport(self.settings)
         self.worker = OutboxWorker(self.engine, self.transport)
-        self.batcher = Batcher(self.settings, self.engine)  # group commit: 250 after the shared commit
+        # Group commit: 250 after the shared commit, made in a process of its own.
+        writer = WriterProcess(self.settings) if self.writer_process else None
+        self.batcher = Batcher(self.settings, self.engine, writer=writer)
         self.batcher.start()
         self.handler = TrackingHandler(self.settings, self.engine, on_accepted=self.worker.poke, batcher=self.batcher)
         loop = asyncio.get_running_loop()

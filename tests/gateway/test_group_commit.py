@@ -10,7 +10,9 @@ import asyncio
 import smtplib
 import threading
 from email import policy
-from typing import Any
+from typing import Any, Iterator
+
+import pytest
 
 from sqlmodel import Session, col, func, select
 
@@ -141,7 +143,16 @@ def send(port: int, raw: bytes, mail_from: str) -> tuple[int, str]:
         return code, reply.decode()
 
 
-def test_fifty_concurrent_sessions_store_every_post_exactly_once(gateway: RunningGateway) -> None:
+@pytest.fixture
+def served(settings: Settings, engine: Any) -> Iterator[RunningGateway]:
+    """The gateway as serve runs it: the pipeline in its writer process."""
+    running = RunningGateway(settings, engine, writer_process=True)
+    yield running
+    running.stop()
+
+
+def test_fifty_concurrent_sessions_store_every_post_exactly_once(served: RunningGateway) -> None:
+    gateway = served
     messages: list[tuple[bytes, str]] = []
     for n in range(40):
         messages.append((raw_of(sender=f"user{n % 13}@corp.example", body=f"update number {n}"), f"user{n % 13}@corp.example"))
@@ -171,14 +182,18 @@ def test_fifty_concurrent_sessions_store_every_post_exactly_once(gateway: Runnin
     assert counts(gateway.engine) == (45, 45, 5)
 
 
-def test_a_failed_commit_answers_451_over_smtp_and_stores_nothing(gateway: RunningGateway) -> None:
+def test_a_failed_commit_answers_451_over_smtp_and_stores_nothing(settings: Settings, engine: Any) -> None:
     def fail(session: Session) -> None:
         raise StoreUnavailable("disk I/O error (injected)")
 
-    gateway.gateway.batcher.before_commit = fail
-    code, reply = gateway.send(make_mail())
-    assert (code, f"{code} {reply}") == (451, DEFERRED_STORE)
-    gateway.gateway.batcher.before_commit = None
-    code, _ = gateway.send(make_mail())
-    assert code == 250
-    assert counts(gateway.engine) == (1, 1, 0)
+    gateway = RunningGateway(settings, engine, writer_process=False)  # the fault is injected in this process
+    try:
+        gateway.gateway.batcher.before_commit = fail
+        code, reply = gateway.send(make_mail())
+        assert (code, f"{code} {reply}") == (451, DEFERRED_STORE)
+        gateway.gateway.batcher.before_commit = None
+        code, _ = gateway.send(make_mail())
+        assert code == 250
+        assert counts(gateway.engine) == (1, 1, 0)
+    finally:
+        gateway.stop()

@@ -1,0 +1,119 @@
+"""The pipeline's own process: parse, decide and commit beside the SMTP listener, not under it.
+
+aiosmtpd and the pipeline are both pure Python. In one process they take turns on one
+interpreter lock: every socket call of the event loop hands the lock to the pipeline's
+thread, which keeps it for up to the 5 ms switch interval, and the pair spends much of
+its time handing the lock back and forth. ``bench/ingest.py`` with py-spy showed the
+pipeline thread holding the lock 70% of the time while the listener waited for it.
+
+Here the group-commit thread of :class:`~statusmail.gateway.batcher.Batcher` stays in
+the listener's process, but ships each batch over a pipe to a child process that runs
+:func:`~statusmail.gateway.batcher.commit_batch` (the same transaction, SAVEPOINTs and
+commit) and sends back the outcomes, once the commit has returned. One round trip per
+batch, not per message. ``250`` still means committed: the listener answers only from
+outcomes the child sent after its commit.
+
+If the child dies (killed, out of memory), the batch in hand is answered ``451 4.3.0``:
+whether or not it was committed, the sender retries, and a message that was committed
+is then recognised by its dedupe key and answered ``250`` without a second post. A new
+child is started for the next batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import threading
+from multiprocessing.connection import Connection
+from typing import Any
+
+from statusmail.gateway.config import Settings
+from statusmail.inbound.envelope import Envelope
+from statusmail.inbound.outcome import Outcome, Reason
+
+log = logging.getLogger(__name__)
+
+Jobs = list[tuple[bytes, Envelope]]
+# "spawn", not "fork": the listener has threads, a running event loop and open database
+# connections, none of which survive a fork safely.
+CONTEXT = multiprocessing.get_context("spawn")
+STOP_SECONDS = 30.0
+
+
+class WriterProcess:
+    """A child process that stores batches; :meth:`store` blocks until one is committed."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.process: Any = None
+        self.pipe: Connection | None = None
+        self.lock = threading.Lock()  # one batch in flight: the batcher has one thread
+
+    def start(self) -> None:
+        parent, child = CONTEXT.Pipe()
+        self.process = CONTEXT.Process(target=serve_batches, args=(child, self.settings),
+                                       name="statusmail-writer", daemon=True)
+        self.process.start()
+        child.close()
+        self.pipe = parent
+        log.info("pipeline writer process %d started", self.process.pid)
+
+    def store(self, jobs: Jobs) -> list[Outcome]:
+        with self.lock:
+            if self.pipe is None or not self.process.is_alive():
+                self.restart("not running")
+            assert self.pipe is not None
+            try:
+                self.pipe.send(jobs)
+                return self.pipe.recv()  # type: ignore[no-any-return]
+            except (EOFError, OSError) as exc:
+                self.restart(f"lost mid-batch: {exc!r}")
+                log.error("writer process died with %d messages in hand; all deferred", len(jobs))
+                return [Outcome("refused", Reason.INTERNAL_ERROR, "writer process died")] * len(jobs)
+
+    def restart(self, why: str) -> None:
+        log.warning("pipeline writer process %s; starting a new one", why)
+        self.stop()
+        self.start()
+
+    def stop(self) -> None:
+        """Ask the child to finish and wait for it; kill it if it does not."""
+        if self.pipe is not None:
+            try:
+                self.pipe.send(None)
+            except OSError:
+                pass
+            self.pipe.close()
+            self.pipe = None
+        if self.process is not None:
+            self.process.join(STOP_SECONDS)
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join()
+            self.process = None
+
+
+def serve_batches(pipe: Connection, settings: Settings) -> None:
+    """The child: store each batch it is sent and answer with the outcomes, until None."""
+    from statusmail.gateway.batcher import commit_batch
+    from statusmail.logs import setup_logging
+    from statusmail.store.db import make_engine
+
+    # The listener decides when to stop (it sends None after the last batch); a Ctrl-C
+    # in the terminal reaches the whole process group and must not cut a batch short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    setup_logging()
+    engine = make_engine(settings.gateway.database_url)
+    try:
+        while True:
+            try:
+                jobs = pipe.recv()
+            except EOFError:  # the listener went away
+                return
+            if jobs is None:
+                return
+            pipe.send(commit_batch(settings, engine, jobs))
+    finally:
+        engine.dispose()
