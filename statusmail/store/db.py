@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Insert, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, SQLModel
 
@@ -100,21 +100,22 @@ def insert_values(session: Session, model: type[SQLModel], **values: Any) -> int
     given take the model's defaults. Nothing is attached to ``session``: the row is
     written in its transaction (and SAVEPOINT), and read back like any other.
     """
-    table = model.__table__  # type: ignore[attr-defined]
-    unknown = set(values) - set(table.columns.keys())
+    statement, defaults = insert_plan(model)
+    unknown = values.keys() - defaults.keys()
     if unknown:
         raise TypeError(f"{model.__name__} has no column {', '.join(sorted(unknown))}")
-    row = {name: values[name] if name in values else default() for name, default in column_defaults(model)}
-    new_id = session.connection().execute(table.insert(), row).inserted_primary_key[0]
-    return int(new_id)
+    row = {name: values[name] if name in values else default() for name, default in defaults.items()}
+    return int(session.connection().execute(statement, row).inserted_primary_key[0])
 
 
 @functools.cache
-def column_defaults(model: type[SQLModel]) -> tuple[tuple[str, Callable[[], Any]], ...]:
-    """(column, default maker) for every column but the id, from the model's fields."""
+def insert_plan(model: type[SQLModel]) -> tuple[Insert, dict[str, Callable[[], Any]]]:
+    """The model's INSERT, built once, and a default maker for every column but the id."""
+    table = model.__table__  # type: ignore[attr-defined]
     fields = model.model_fields
-    return tuple((column.key, functools.partial(fields[column.key].get_default, call_default_factory=True))
-                 for column in model.__table__.columns if not column.primary_key)  # type: ignore[attr-defined]
+    defaults = {column.key: functools.partial(fields[column.key].get_default, call_default_factory=True)
+                for column in table.columns if not column.primary_key}
+    return table.insert(), defaults
 
 
 def describe_db_error(exc: DBAPIError) -> str:
