@@ -63,10 +63,10 @@ IMAP_NOTES = (HOLD_UNAUTHENTICATED,)
 class ImapPoller:
     """Moves mail from an IMAP folder through the pipeline until :meth:`stop`."""
 
-    def __init__(self, settings: Settings, engine: Engine, on_accepted: Callable[[], None] | None = None) -> None:
+    def __init__(self, settings: Settings, engine: Engine, on_queued: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self.engine = engine
-        self.on_accepted = on_accepted or (lambda: None)
+        self.on_queued = on_queued or (lambda: None)  # a message wrote mail to the outbox
         self.imap: ImapSettings = settings.imap
         self.stopping = asyncio.Event()
         self.crashes: Counter[tuple[int, int]] = Counter()
@@ -163,8 +163,8 @@ class ImapPoller:
                 return False
         target = self.imap.processed_folder if outcome.accepted else self.imap.failed_folder
         await move_message(connection, uid, target)
-        if outcome.accepted:
-            self.on_accepted()
+        if outcome.queued:
+            self.on_queued()
         return True
 
     def gave_up(self, connection: Connection, uid: int) -> bool:

@@ -76,7 +76,7 @@ class Gateway:
         writer = WriterProcess(self.settings) if self.writer_process else None
         self.batcher = Batcher(self.settings, self.engine, writer=writer)
         self.batcher.start()
-        self.handler = TrackingHandler(self.settings, self.engine, on_accepted=self.worker.poke, batcher=self.batcher)
+        self.handler = TrackingHandler(self.settings, self.engine, on_queued=self.worker.poke, batcher=self.batcher)
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(protocol_factory(self.settings, self.handler), self.settings.smtp.host,
                                                self.settings.smtp.port if port is None else port)
@@ -87,7 +87,7 @@ class Gateway:
             prune_periodically(self.engine, self.settings.gateway.keep_raw_days, self.stopping), name="retention"))
         self.digests = DigestScheduler(self.settings, self.engine, on_queued=self.worker.poke)
         self.tasks.append(asyncio.create_task(self.digests.run(), name="digests"))
-        self.poller = ImapPoller(self.settings, self.engine, on_accepted=self.worker.poke) if self.settings.imap.enabled else None
+        self.poller = ImapPoller(self.settings, self.engine, on_queued=self.worker.poke) if self.settings.imap.enabled else None
         if self.poller is not None:
             self.imap_task = asyncio.create_task(self.poller.run(), name="imap")
             self.tasks.append(self.imap_task)

@@ -103,11 +103,11 @@ class BannedSenders:
 class StatusHandler:
     """aiosmtpd handler for the status gateway."""
 
-    def __init__(self, settings: Settings, engine: Engine, on_accepted: Callable[[], None] | None = None,
+    def __init__(self, settings: Settings, engine: Engine, on_queued: Callable[[], None] | None = None,
                  batcher: Batcher | None = None) -> None:
         self.settings = settings
         self.engine = engine
-        self.on_accepted = on_accepted or (lambda: None)
+        self.on_queued = on_queued or (lambda: None)  # the message wrote mail to the outbox
         self.batcher = batcher  # group commit (gateway/batcher.py); without it, one transaction per message
         self.banned = BannedSenders(engine)
 
@@ -165,8 +165,8 @@ class StatusHandler:
             outcome: Outcome = await self.batcher.submit(raw, env)
         else:
             outcome = await asyncio.to_thread(run, raw, env, self.settings, self.engine)
-        if outcome.accepted:
-            self.on_accepted()
+        if outcome.queued:
+            self.on_queued()
         reply = smtp_reply(outcome.reason)
         if source == "lmtp":
             # RFC 2033 §4.2: one reply per accepted recipient after DATA. The message is

@@ -137,7 +137,8 @@ def run_commands(mail: Incoming) -> None:
             failed = True
             break  # the rest is probably a signature or a quote
         results.append((line, handler(mail, args.strip())))
-    queue_notice(mail.session, mail.settings, mail.user, "commands", kind="command",  # type: ignore[arg-type]
-                 subject="Re: " + (mail.subject.strip() or "your commands"),
-                 context={"results": results, "failed": failed, "help": HELP}, in_reply_to=mail.message_id)
+    answer = queue_notice(mail.session, mail.settings, mail.user, "commands", kind="command",  # type: ignore[arg-type]
+                          subject="Re: " + (mail.subject.strip() or "your commands"),
+                          context={"results": results, "failed": failed, "help": HELP}, in_reply_to=mail.message_id)
+    mail.queued = answer is not None
     raise Discarded(Reason.COMMANDS, f"{len(results)} command(s)" + (", one not understood" if failed else ""))

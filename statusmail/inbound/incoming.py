@@ -41,6 +41,7 @@ class Incoming:
     mentioned: list[User] = field(default_factory=list)
     holds: list[str] = field(default_factory=list)
     post_id: int | None = None  # the stored post's id
+    queued: bool = False  # a stage wrote mail to the outbox (notification, notice, command answer)
 
     @property
     def message(self) -> EmailMessage:

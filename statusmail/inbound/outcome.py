@@ -90,6 +90,7 @@ class Outcome:
     detail: str = ""
     post_id: int | None = None
     log_id: int | None = None
+    queued: bool = False  # mail was written to the outbox: the worker should look now
 
     @property
     def accepted(self) -> bool:

@@ -121,7 +121,7 @@ def decide(mail: Incoming) -> Outcome:
 def store_outcome(mail: Incoming, outcome: Outcome) -> Outcome:
     """Add the log row (its dedupe key makes a redelivery a no-op) and return the outcome with ids."""
     log_id = insert_values(mail.session, InboundLog, **mail.log_entry(outcome))
-    return Outcome(outcome.status, outcome.reason, outcome.detail, mail.post_id, log_id)
+    return Outcome(outcome.status, outcome.reason, outcome.detail, mail.post_id, log_id, mail.queued)
 
 
 def log_outcome(mail: Incoming, outcome: Outcome) -> None:

@@ -71,4 +71,4 @@ def notify(mail: Incoming) -> None:
         return  # a new post that mentions no one is news for the digests, not a mail
     post = mail.session.get(Post, mail.post_id)
     assert post is not None
-    notify_post(mail.session, mail.settings, post)
+    mail.queued = notify_post(mail.session, mail.settings, post) > 0

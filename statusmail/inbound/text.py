@@ -69,10 +69,11 @@ def enforce_brevity(mail: Incoming) -> None:
     if mail.unauthenticated:
         # The sender may be forged: tell no one (no backscatter), just do not post.
         raise Discarded(Reason.TOO_LONG, f"{length} characters, the limit is {limit}; unauthenticated, not answered")
-    queue_notice(mail.session, mail.settings, mail.user, "too_long",
-                 subject=f"Not posted: your update is {length} characters (the limit is {limit})",
-                 context={"length": length, "limit": limit, "text": mail.text},
-                 in_reply_to=mail.message_id)
+    notice = queue_notice(mail.session, mail.settings, mail.user, "too_long",
+                          subject=f"Not posted: your update is {length} characters (the limit is {limit})",
+                          context={"length": length, "limit": limit, "text": mail.text},
+                          in_reply_to=mail.message_id)
+    mail.queued = notice is not None
     raise Discarded(Reason.TOO_LONG, f"{length} characters, the limit is {limit}")
 
 

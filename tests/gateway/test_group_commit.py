@@ -85,6 +85,15 @@ def test_a_sender_registered_then_rolled_back_is_registered_again_later_in_the_b
     assert authors == [newcomer, "alice@corp.example"]
 
 
+def test_only_a_message_that_wrote_mail_wakes_the_outbox_worker(settings: Settings, engine: Any) -> None:
+    """A plain post is news for the digests and sends nothing; waking the worker for it
+    would cost a write transaction per batch for nothing (Outcome.queued)."""
+    items = [(raw_of(sender="bob@corp.example", body="plain update"), envelope("bob@corp.example")),
+             (raw_of(body="thanks @bob for the export"), envelope())]
+    outcomes = run_one_batch(Batcher(settings, engine), items)
+    assert [(o.reason, o.queued) for o in outcomes] == [(Reason.POSTED, False), (Reason.POSTED, True)]
+
+
 def test_the_same_message_id_twice_in_one_batch_is_one_post(settings: Settings, engine: Any) -> None:
     raw = raw_of(body="only once")
     batcher = Batcher(settings, engine)
