@@ -7,8 +7,8 @@ The yardstick is aiosmtpd itself with a handler that accepts and discards: the r
 gateway/discard says how much of the SMTP stack's speed the pipeline and the database
 cost us.
 
-Both servers run as subprocesses (one core each); the client runs here on asyncio raw
-streams (a cheap client measures the server, not itself). Phases alternate
+Both servers run as subprocesses (``serve`` with its writer process beside it); the
+client runs here on asyncio raw streams (a cheap client measures the server, not itself). Phases alternate
 discard/gateway so both see the same machine state. Each message is a new connection,
 like an MTA without connection caching, unless ``--reuse``. Afterwards the posts in the
 gateway's database are counted: every message answered 250 must be there exactly once.
