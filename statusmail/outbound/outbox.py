@@ -42,6 +42,7 @@ MAX_DELAY = timedelta(hours=2)
 LEASE = timedelta(minutes=5)
 MARK_PATIENCE = timedelta(minutes=4)  # shorter than LEASE: no other worker may take the row meanwhile
 BATCH = 50
+MARK_EVERY = 25  # sent rows per "sent" commit (SentMarks)
 # Kinds that answer a sender automatically; capped by policy.auto_answers_per_hour.
 AUTO_ANSWERS = ("notice", "command", "rejection")
 
@@ -76,15 +77,18 @@ def enqueue(session: Session, msg: EmailMessage, settings: Settings, *, kind: st
     return row
 
 
-def enqueue_many(session: Session, values: list[dict[str, Any]]) -> list[int]:
-    """Record many serialized messages (:func:`row_values`) in one INSERT; their ids, in order.
+def enqueue_many(session: Session, values: list[dict[str, Any]]) -> dict[int, int]:
+    """Record many serialized messages (:func:`row_values`), one per user, in one
+    statement; their outbox ids by user id.
 
     Core, not the ORM: a digest run queues thousands of rows, and nothing reads them back
-    as objects."""
+    as objects. One statement, not one per row: with RETURNING, SQLAlchemy sends the rows
+    as multi-row INSERTs (its "insertmanyvalues"), and the ids come back keyed by user,
+    not by position, which SQLite does not promise."""
     if not values:
-        return []
-    query = insert(Outbox).returning(col(Outbox.id), sort_by_parameter_order=True)
-    return list(session.connection().execute(query, values).scalars())
+        return {}
+    query = insert(Outbox).returning(col(Outbox.user_id), col(Outbox.id))
+    return {user_id: outbox_id for user_id, outbox_id in session.connection().execute(query, values)}
 
 
 def auto_answers_left(session: Session, address: str, settings: Settings, now: datetime | None = None) -> int:
@@ -172,12 +176,15 @@ def retry(session: Session, row_id: int | None = None) -> int:
 
 
 class SentMarks:
-    """Marks sent rows off the event loop while the next row is being sent.
+    """Marks sent rows off the event loop while the next rows are being sent.
 
-    One commit is in flight at a time and covers every row sent while the previous one
-    ran, so the relay's round trip and the fsync overlap instead of adding up. A crash
-    can resend the rows sent since the last mark committed (a handful at most): the same
-    at-least-once window a worker killed between send and mark always had.
+    A commit covers :data:`MARK_EVERY` sent rows (the rest of a claimed batch at
+    :meth:`flush`), one commit in flight at a time, so the relay's round trips and the
+    fsync overlap instead of adding up. Not a commit per row: every commit takes
+    SQLite's one write lock, which a ``digest send`` in another process needs for its
+    own batches, and a commit per mail sent kept that lock taken most of the time. A
+    crash can resend the rows sent since the last mark committed (a few dozen at most):
+    the same at-least-once window a worker killed between send and mark always had.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -187,7 +194,7 @@ class SentMarks:
 
     def add(self, row_id: int) -> None:
         self.waiting.append(row_id)
-        if self.commit is not None and not self.commit.done():
+        if len(self.waiting) < MARK_EVERY or (self.commit is not None and not self.commit.done()):
             return
         if self.commit is not None:
             self.commit.result()  # a failed mark (StoreUnavailable) surfaces here, not silently
