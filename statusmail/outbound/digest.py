@@ -18,7 +18,7 @@ scheduler does not recompute a reader with nothing new every minute of the day, 
 the next digest starts where this empty one ended.
 
 A run is batched for scale: the news window, follows and mutes are loaded once in a few
-queries; readers are then composed and recorded 25 at a time, with one query for their
+queries; readers are then composed and recorded 100 at a time, with one query for their
 existing reply tokens and one short transaction (one commit) for their outbox rows,
 Digest rows and new tokens. That transaction runs in a second thread while the next
 batch is composed. A batch that conflicts with another sender is retried reader by
@@ -60,8 +60,10 @@ DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 PREVIEW_TOKEN = "preview"  # stands in for a token that sending would create
 # Readers recorded per transaction: one commit (one fsync on SQLite) for many digests,
-# while the write lock is still held for a few milliseconds only.
-BATCH = 25
+# while the write lock is still held for tens of milliseconds only. The recording thread
+# gets the GIL back at every row it inserts only after the composing thread's switch
+# interval, so it needs a batch's composing time (~1.5 s here) to keep up.
+BATCH = 100
 
 
 @dataclass(frozen=True)
@@ -226,10 +228,8 @@ def write(session: Session, settings: Settings, batch: list[Ready], now: datetim
     """Each digest's outbox row, its Digest row (the unique (user, period) decides) and
     its new reply tokens, in the caller's transaction. Messages were serialized by
     :func:`prepare`, so the write lock is held for INSERTs only."""
-    mailed = [r for r in batch if r.mail is not None]
-    ids = enqueue_many(session, [row_values(r.mail, settings, kind="digest", to=r.planned.recipient.email,
-                                            user_id=r.planned.recipient.id) for r in mailed if r.mail is not None])
-    outbox_ids = {r.planned.recipient.id: outbox_id for r, outbox_id in zip(mailed, ids)}
+    outbox_ids = enqueue_many(session, [row_values(r.mail, settings, kind="digest", to=r.planned.recipient.email,
+                                                   user_id=r.planned.recipient.id) for r in batch if r.mail is not None])
     connection = session.connection()
     connection.execute(insert(Digest), [
         {"user_id": r.planned.recipient.id, "period": r.planned.period, "covered_until": r.content.until,
