@@ -33,11 +33,11 @@ from sqlmodel import Session
 
 from statusmail.errors import StoreUnavailable
 from statusmail.gateway.config import Settings
+from statusmail.gateway.writer import WriterProcess
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Outcome, Reason
 from statusmail.inbound.pipeline import process
 from statusmail.store.db import begin_immediate, transaction
-from statusmail.gateway.writer import WriterProcess
 from statusmail.store.users import preload_users
 
 log = logging.getLogger(__name__)

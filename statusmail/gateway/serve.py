@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from statusmail.gateway.batcher import Batcher
-from statusmail.gateway.writer import WriterProcess
 from statusmail.gateway.config import Settings
 from statusmail.gateway.imap import ImapPoller
 from statusmail.gateway.smtp import StatusHandler, protocol_factory
+from statusmail.gateway.writer import WriterProcess
 from statusmail.outbound.digest import DigestScheduler
 from statusmail.outbound.outbox import OutboxWorker
 from statusmail.store.retention import prune_periodically

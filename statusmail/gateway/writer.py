@@ -60,22 +60,20 @@ class WriterProcess:
         log.info("pipeline writer process %d started", self.process.pid)
 
     def store(self, jobs: Jobs) -> list[Outcome]:
+        """The outcomes of ``jobs``, committed by the child; never raises (the batcher's
+        thread must live on), a lost batch is answered as deferred."""
         with self.lock:
-            if self.pipe is None or not self.process.is_alive():
-                self.restart("not running")
-            assert self.pipe is not None
             try:
+                if self.pipe is None or not self.process.is_alive():
+                    self.stop()
+                    self.start()
+                assert self.pipe is not None
                 self.pipe.send(jobs)
                 return self.pipe.recv()  # type: ignore[no-any-return]
-            except (EOFError, OSError) as exc:
-                self.restart(f"lost mid-batch: {exc!r}")
-                log.error("writer process died with %d messages in hand; all deferred", len(jobs))
-                return [Outcome("refused", Reason.INTERNAL_ERROR, "writer process died")] * len(jobs)
-
-    def restart(self, why: str) -> None:
-        log.warning("pipeline writer process %s; starting a new one", why)
-        self.stop()
-        self.start()
+            except Exception as exc:  # noqa: BLE001 - EOFError/OSError when the child died
+                log.error("writer process lost with %d messages in hand (%r); all deferred", len(jobs), exc)
+                self.stop()  # the next batch starts a new one
+                return [Outcome("refused", Reason.INTERNAL_ERROR, "writer process lost")] * len(jobs)
 
     def stop(self) -> None:
         """Ask the child to finish and wait for it; kill it if it does not."""
