@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 from email.message import EmailMessage
+from typing import Any
 
 from sqlmodel import Session
 

@@ -199,6 +199,6 @@ def refusal_entry(raw: bytes | None, envelope: Envelope, reason: Reason, detail:
                   message_id: str = "", sender: str = "") -> dict[str, Any]:
     """The values of a refused log row."""
     return dict(message_id=clean(message_id), sender=clean(sender or envelope.mail_from),
-                      recipients=clean(", ".join(envelope.rcpt_tos)), peer=envelope.peer,
-                      source=envelope.source, outcome="refused", reason=reason.name.lower(),
-                      detail=clean(detail[:1000]), raw=raw)
+                recipients=clean(", ".join(envelope.rcpt_tos)), peer=envelope.peer,
+                source=envelope.source, outcome="refused", reason=reason.name.lower(),
+                detail=clean(detail[:1000]), raw=raw)

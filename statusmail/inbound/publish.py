@@ -37,7 +37,7 @@ def collect_holds(mail: Incoming) -> None:
 def store_post(mail: Incoming) -> None:
     """Write the post with its tags and mentions; a held one stops the pipeline here.
 
-    Plain INSERTs (``insert_row``), not the ORM's flush: this runs for every message.
+    Plain INSERTs (``insert_values``), not the ORM's flush: this runs for every message.
     """
     assert mail.user is not None and mail.user.id is not None
     parent = mail.parent
