@@ -12,6 +12,9 @@ client runs here on asyncio raw streams (a cheap client measures the server, not
 discard/gateway so both see the same machine state. Each message is a new connection,
 like an MTA without connection caching, unless ``--reuse``. Afterwards the posts in the
 gateway's database are counted: every message answered 250 must be there exactly once.
+Each server's CPU per message (its child processes included) and the client's are
+printed too: on a small machine the three share the cores, and the ratio is set by
+how much more CPU a message costs the gateway than the discarding server.
 
 Run: .venv/bin/python bench/ingest.py [--messages 2000] [--concurrency 20] [--reuse]
 """
@@ -71,6 +74,8 @@ class Tally:
     ok: int = 0
     other: dict[str, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)  # end of DATA -> reply, seconds
+    server_cpu: float = 0.0  # seconds of CPU the server (with its children) used meanwhile
+    client_cpu: float = 0.0  # and this client
 
 
 def message(n: int, run_id: str) -> tuple[str, bytes]:
@@ -161,6 +166,39 @@ async def drive(port: int, numbers: list[int], run_id: str, concurrency: int, re
     return tally, time.perf_counter() - started
 
 
+# --- CPU accounting: where the machine's two cores went --------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU of a process and its children (Linux /proc); NaN elsewhere."""
+    if not Path("/proc/self/stat").exists():
+        return float("nan")
+    stats: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stats[int(entry.name)] = entry.joinpath("stat").read_text()
+            except OSError:  # it exited while we looked
+                pass
+    family, total = {pid}, 0.0
+    for _ in range(3):  # children and grandchildren (serve's writer, multiprocessing's helper)
+        family |= {p for p, text in stats.items() if int(text.rpartition(")")[2].split()[1]) in family}
+    for p in family:
+        fields = stats.get(p, "").rpartition(")")[2].split()
+        if len(fields) > 12:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def drive_measured(server: subprocess.Popen[bytes], port: int, numbers: list[int], run_id: str, concurrency: int,
+                   reuse: bool) -> tuple[Tally, float]:
+    server_before, client_before = cpu_seconds(server.pid), time.process_time()
+    tally, seconds = asyncio.run(drive(port, numbers, run_id, concurrency, reuse))
+    tally.server_cpu = cpu_seconds(server.pid) - server_before
+    tally.client_cpu = time.process_time() - client_before
+    return tally, seconds
+
+
 # --- servers as subprocesses --------------------------------------------------------------
 
 
@@ -230,6 +268,8 @@ class Result:
     p99_ms: float
     ok: int
     other: dict[str, int]
+    server_cpu_ms: float  # per message
+    client_cpu_ms: float
 
 
 def summarise(tallies: list[tuple[Tally, float]]) -> Result:
@@ -241,7 +281,8 @@ def summarise(tallies: list[tuple[Tally, float]]) -> Result:
         for k, v in t.other.items():
             other[k] = other.get(k, 0) + v
     return Result(sent / seconds, 1000 * percentile(latencies, 50), 1000 * percentile(latencies, 99),
-                  sum(t.ok for t, _ in tallies), other)
+                  sum(t.ok for t, _ in tallies), other, 1000 * sum(t.server_cpu for t, _ in tallies) / sent,
+                  1000 * sum(t.client_cpu for t, _ in tallies) / sent)
 
 
 def measure(messages: int, concurrency: int, reuse: bool, rounds: int, keep: bool = False,
@@ -267,8 +308,8 @@ def measure(messages: int, concurrency: int, reuse: bool, rounds: int, keep: boo
         per_round = [list(range(messages))[i::rounds] for i in range(rounds)]
         gw, dc = [], []
         for numbers in per_round:  # alternate, so both see the same machine
-            dc.append(asyncio.run(drive(sink_port, numbers, run_id, concurrency, reuse)))
-            gw.append(asyncio.run(drive(gw_port, numbers, run_id, concurrency, reuse)))
+            dc.append(drive_measured(sink, sink_port, numbers, run_id, concurrency, reuse))
+            gw.append(drive_measured(gateway, gw_port, numbers, run_id, concurrency, reuse))
     finally:
         stop(gateway)
         stop(sink)
@@ -309,9 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     mode = "reused connections" if args.reuse else "a new connection per message"
     print(f"ingest: {args.messages} messages per server, {args.concurrency} sessions, {mode}, "
           f"{args.rounds} alternating rounds")
-    print(f"{'server':<10} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'250s':>6}  other replies")
+    print(f"{'server':<10} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'250s':>6} {'server CPU':>11} {'client CPU':>11}"
+          "  other replies")
     for name, res in (("discard", d), ("gateway", g)):
-        print(f"{name:<10} {res.rate:>8.0f} {res.p50_ms:>8.2f} {res.p99_ms:>8.2f} {res.ok:>6}  {res.other or ''}")
+        print(f"{name:<10} {res.rate:>8.0f} {res.p50_ms:>8.2f} {res.p99_ms:>8.2f} {res.ok:>6} "
+              f"{res.server_cpu_ms:>6.2f} ms/m {res.client_cpu_ms:>6.2f} ms/m  {res.other or ''}")
     print(f"ratio gateway/discard: {r['ratio']:.2f}")
     stored_ok = r["posts"] == r["distinct"] == r["logged"] == r["expected"]
     print(f"stored: {r['posts']} posts ({r['distinct']} distinct), {r['logged']} log rows, expected {r['expected']}"
