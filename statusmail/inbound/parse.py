@@ -37,11 +37,12 @@ class CachingPolicy(policy.EmailPolicy):
     ``get_content_type()``. The stages read the same few headers many times, and every
     message carries much the same Content-Type, so a bounded cache of (name, value) to
     header object makes reading a header cost a dictionary lookup. Header objects are
-    immutable strings, safe to share between messages.
+    immutable strings, safe to share between messages. Only values of one line's length
+    are kept (RFC 5322 §2.1.1), so the cache stays a few megabytes whatever is sent.
     """
 
     def header_fetch_parse(self, name, value):  # type: ignore[no-untyped-def]
-        if hasattr(value, "name") or not isinstance(value, str):
+        if hasattr(value, "name") or not isinstance(value, str) or len(value) > _HEADER_CACHE_VALUE:
             return super().header_fetch_parse(name, value)
         key = (name.lower(), value)
         header = _HEADER_CACHE.get(key)
@@ -55,6 +56,7 @@ class CachingPolicy(policy.EmailPolicy):
 
 _HEADER_CACHE: dict[tuple[str, str], object] = {}
 _HEADER_CACHE_SIZE = 4096
+_HEADER_CACHE_VALUE = 998  # characters
 PARSING = CachingPolicy()
 
 
