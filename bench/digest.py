@@ -4,7 +4,7 @@ Why: at 08:00 in one timezone thousands of digests fall due in the same minute. 
 yardstick is the work that cannot be avoided, rendering each digest (text and HTML
 templates) and serializing it to bytes; the question is how much the rest costs:
 planning, loading the day's news, per-reader selection, reply tokens, the Digest and
-outbox rows (one transaction per reader), and the outbox worker's SMTP hand-off. Target:
+outbox rows (one transaction per batch of readers), and the outbox worker's SMTP hand-off. Target:
 the full path runs at no less than 80% of the render-only rate, in under 500 MB.
 
 The data set is built directly through the store with bulk inserts: N users in four
