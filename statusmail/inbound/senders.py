@@ -23,6 +23,8 @@ from statusmail.store.users import find_user, normalize_email, register_user
 
 
 HOLD_UNAUTHENTICATED = "hold-unauthenticated"  # Envelope.notes flag from transports that cannot refuse
+
+
 def domain_of(address: str) -> str:
     return address.rpartition("@")[2].lower()
 

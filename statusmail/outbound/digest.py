@@ -60,9 +60,7 @@ DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 PREVIEW_TOKEN = "preview"  # stands in for a token that sending would create
 # Readers recorded per transaction: one commit (one fsync on SQLite) for many digests,
-# while the write lock is still held for tens of milliseconds only. The recording thread
-# gets the GIL back at every row it inserts only after the composing thread's switch
-# interval, so it needs a batch's composing time (~1.5 s here) to keep up.
+# while the write lock is still held for tens of milliseconds only.
 BATCH = 100
 
 
@@ -237,7 +235,7 @@ def write(session: Session, settings: Settings, batch: list[Ready], now: datetim
         for r in batch])
     tokens = [{"token": token, "user_id": r.planned.recipient.id, "post_id": post_id, "created_at": now}
               for r in batch for post_id, token in r.minted.items()]
-    if tokens:  # one executemany: its compiled form is cached, a multi-VALUES one is not
+    if tokens:  # one executemany, which the engine sends as multi-row VALUES (store/db.py)
         connection.execute(insert(ReplyToken), tokens)
 
 
