@@ -49,7 +49,7 @@ from statusmail.outbound.digest_content import DigestContent, Interests, chunks,
 from statusmail.outbound.digest_schedule import Recipient, current_period, frequency_of, window_start, zone_of
 from statusmail.outbound.outbox import Serialized, enqueue_many, row_values, serialize
 from statusmail.outbound.threadindex import new_thread_index
-from statusmail.outbound.tokens import new_token
+from statusmail.outbound.tokens import new_tokens
 from statusmail.store.db import transaction
 from statusmail.store.models import Digest, ReplyToken, User, utcnow
 
@@ -216,7 +216,8 @@ def prepare(engine: Engine, settings: Settings, batch: list[tuple[Planned, Diges
     for planned, content in batch:
         user_id = planned.recipient.id
         tokens = {post_id: known[(user_id, post_id)] for post_id in wanted.get(user_id, ()) if (user_id, post_id) in known}
-        minted = {post_id: new_token() for post_id in wanted.get(user_id, ()) if post_id not in tokens}
+        missing = [post_id for post_id in wanted.get(user_id, ()) if post_id not in tokens]
+        minted = dict(zip(missing, new_tokens(len(missing))))
         mail = serialize(compose(settings, planned.recipient, content, {**tokens, **minted}, now)) if content.count else None
         ready.append(Ready(planned, content, mail, minted))
     return ready

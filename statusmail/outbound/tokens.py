@@ -8,18 +8,30 @@ expire unless ``expires_at`` is set.
 
 from __future__ import annotations
 
-import base64
 import secrets
 
 from sqlmodel import Session, select
 
 from statusmail.store.models import ReplyToken
 
-TOKEN_BYTES = 20
+TOKEN_CHARS = 32  # 5 random bits each: 160 bits
+ALPHABET = b"abcdefghijklmnopqrstuvwxyz234567"  # RFC 4648 base32, lowercase
+BASE32_BY_BYTE = bytes(ALPHABET[byte % 32] for byte in range(256))
 
 
 def new_token() -> str:
-    return base64.b32encode(secrets.token_bytes(TOKEN_BYTES)).decode("ascii").rstrip("=").lower()
+    return new_tokens(1)[0]
+
+
+def new_tokens(count: int) -> list[str]:
+    """``count`` fresh tokens from one read of the system's random source.
+
+    Each random byte becomes one base32 character through its low 5 bits: 256 is a
+    multiple of 32, so every character is equally likely, and 32 characters carry 160
+    bits. A digest mints dozens of tokens at once, and one syscall and one
+    ``bytes.translate`` cost a tenth of base64.b32encode per token."""
+    letters = secrets.token_bytes(TOKEN_CHARS * count).translate(BASE32_BY_BYTE).decode("ascii")
+    return [letters[start:start + TOKEN_CHARS] for start in range(0, len(letters), TOKEN_CHARS)]
 
 
 def token_for(session: Session, user_id: int, post_id: int) -> str:
