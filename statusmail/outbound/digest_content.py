@@ -17,11 +17,12 @@ per reader here: 10,000 readers cost the same few queries as one.
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import attrgetter
-from typing import Iterable, Iterator, Sequence, TypeVar
+from typing import Iterator, Sequence, TypeVar
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -36,6 +37,7 @@ DISCUSSED_LIMIT = 5
 MIN_REPLIERS = 2
 CHUNK = 500  # ids per IN (...) list: well inside every database's parameter limit
 RANK = attrgetter("rank")
+NEWEST = attrgetter("created_at", "id")
 
 T = TypeVar("T")
 
@@ -121,10 +123,14 @@ class Window:
 
     def rank_posts(self) -> None:
         """Order every post once by what a section shows first (most replies, then the
-        newest): each reader's sections are then sorted on one int, not on a computed key."""
+        newest), and every index list best first: a reader's section is then the head of
+        a merge of already sorted lists, not a sort of all its candidates."""
         ordered = sorted(self.posts.values(), key=lambda p: (self.reply_count(p), p.created_at, p.id))
         for place, post in enumerate(ordered):
             post.rank = place
+        for index in (self.by_author, self.by_tag, self.mentioning, self.replies_in):
+            for posts in index.values():
+                posts.sort(key=RANK, reverse=True)
 
     def item(self, post: WindowPost) -> Item:
         return Item(post, self.names.get(post.author_id, ""), self.thread_subject(post), self.reply_count(post))
@@ -228,31 +234,47 @@ def load_interests(session: Session, user_ids: Sequence[int]) -> dict[int, Inter
 def collect(window: Window, reader_id: int, interests: Interests, since: datetime) -> DigestContent:
     """The reader's digest for ``(since, window.until]``, from memory only."""
     shown: set[int] = set()
+    muted = interests.muted
+    # Every post of the window is newer than its start, so for the usual reader (whose
+    # last digest ended there or earlier, and who muted nothing) only their own posts
+    # and those already shown are left out.
+    only_own_left_out = since <= window.start and not muted
+    own = {p.id for p in window.by_author.get(reader_id, ())}
 
-    def news(posts: Iterable[WindowPost]) -> list[WindowPost]:
-        fresh = {p.id: p for p in posts if p.created_at > since and p.author_id != reader_id
-                 and p.thread_id not in interests.muted and p.id not in shown}
-        return list(fresh.values())
+    def news(lists: list[list[WindowPost]]) -> set[int]:
+        """The ids of the posts in ``lists`` this section may show."""
+        if only_own_left_out:
+            return {p.id for posts in lists for p in posts} - own - shown
+        return {p.id for posts in lists for p in posts if p.author_id != reader_id and p.id not in shown
+                and p.created_at > since and p.thread_id not in muted}
 
-    def section(key: str, title: str, posts: list[WindowPost]) -> Section:
-        kept = sorted(posts, key=lambda p: (window.reply_count(p), p.created_at), reverse=True)[:SECTION_LIMIT]
+    def section(key: str, title: str, lists: list[list[WindowPost]]) -> Section:
+        """The best :data:`SECTION_LIMIT` new posts of ``lists`` (each sorted best first
+        by :meth:`Window.rank_posts`), newest first, and how many more there were."""
+        fresh = news(lists)
+        total, kept = len(fresh), []
+        for post in heapq.merge(*lists, key=RANK, reverse=True):
+            if post.id in fresh:
+                fresh.discard(post.id)  # a post in two lists (an author and a tag) is taken once
+                kept.append(post)
+                if len(kept) == SECTION_LIMIT:
+                    break
         shown.update(p.id for p in kept)
-        kept.sort(key=lambda p: (p.created_at, p.id), reverse=True)
-        return Section(key, title, [window.item(p) for p in kept], more=len(posts) - len(kept))
+        kept.sort(key=NEWEST, reverse=True)
+        return Section(key, title, [window.item(p) for p in kept], more=total - len(kept))
 
-    sections = [section("mentions", "Mentioning you", news(window.mentioning.get(reader_id, ())))]
+    sections = [section("mentions", "Mentioning you", [window.mentioning.get(reader_id, [])])]
     threads = window.threads_of.get(reader_id, ())
-    sections.append(section("threads", "New replies in your threads",
-                            news(p for t in threads for p in window.replies_in[t])))
-    followed = [p for a in interests.authors for p in window.by_author.get(a, ())]
-    followed += [p for t in interests.tags for p in window.by_tag.get(t, ())]
-    sections.append(section("following", "From people and tags you follow", news(followed)))
+    sections.append(section("threads", "New replies in your threads", [window.replies_in[t] for t in threads]))
+    followed = [window.by_author[a] for a in interests.authors if a in window.by_author]
+    followed += [window.by_tag[t] for t in interests.tags if t in window.by_tag]
+    sections.append(section("following", "From people and tags you follow", followed))
 
     listed_threads = {window.posts[p].thread_id for p in shown}
     discussed = []
     for thread_id in window.discussed(since):
         root = window.roots[thread_id]
-        if thread_id in listed_threads or thread_id in interests.muted or root.author_id == reader_id:
+        if thread_id in listed_threads or thread_id in muted or root.author_id == reader_id:
             continue
         discussed.append(window.item(root))
         if len(discussed) == DISCUSSED_LIMIT:
