@@ -227,8 +227,9 @@ def write(session: Session, settings: Settings, batch: list[Ready], now: datetim
     """Each digest's outbox row, its Digest row (the unique (user, period) decides) and
     its new reply tokens, in the caller's transaction. Messages were serialized by
     :func:`prepare`, so the write lock is held for INSERTs only."""
-    outbox_ids = enqueue_many(session, [row_values(r.mail, settings, kind="digest", to=r.planned.recipient.email,
-                                                   user_id=r.planned.recipient.id) for r in batch if r.mail is not None])
+    outbox_ids = enqueue_many(session, [(row_values(r.mail, settings, kind="digest", to=r.planned.recipient.email,
+                                                    user_id=r.planned.recipient.id), r.mail.raw)
+                                        for r in batch if r.mail is not None])
     connection = session.connection()
     connection.execute(insert(Digest), [
         {"user_id": r.planned.recipient.id, "period": r.planned.period, "covered_until": r.content.until,

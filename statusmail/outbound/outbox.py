@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, func, insert
 from sqlmodel import Session, col, or_, select, update
@@ -32,7 +32,7 @@ from statusmail.inbound.recipients import bounce_address
 from statusmail.logs import redact
 from statusmail.outbound.transport import Transport
 from statusmail.store.db import transaction
-from statusmail.store.models import Outbox, utcnow
+from statusmail.store.models import Outbox, OutboxBody, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -66,29 +66,35 @@ def row_values(mail: Serialized, settings: Settings, *, kind: str, to: str, user
     rest (queued, due now) are the table's defaults."""
     key = secrets.token_hex(8)
     return {"kind": kind, "to_addr": to, "envelope_from": bounce_address(key, settings), "subject": mail.subject,
-            "message_id": mail.message_id, "post_id": post_id, "user_id": user_id, "raw": mail.raw, "bounce_key": key}
+            "message_id": mail.message_id, "post_id": post_id, "user_id": user_id, "bounce_key": key}
 
 
 def enqueue(session: Session, msg: EmailMessage, settings: Settings, *, kind: str, to: str,
             user_id: int | None = None, post_id: int | None = None) -> Outbox:
     """Record ``msg`` for sending; part of the caller's transaction."""
-    row = Outbox(**row_values(serialize(msg), settings, kind=kind, to=to, user_id=user_id, post_id=post_id))
+    mail = serialize(msg)
+    row = Outbox(**row_values(mail, settings, kind=kind, to=to, user_id=user_id, post_id=post_id))
     session.add(row)
+    session.flush()  # the body is keyed by the row's id
+    session.add(OutboxBody(outbox_id=row.id, raw=mail.raw))
     return row
 
 
-def enqueue_many(session: Session, values: list[dict[str, Any]]) -> dict[int, int]:
-    """Record many serialized messages (:func:`row_values`), one per user, in one
-    statement; their outbox ids by user id.
+def enqueue_many(session: Session, mails: list[tuple[dict[str, Any], bytes]]) -> dict[int, int]:
+    """Record many serialized messages, each as (:func:`row_values`, bytes), one per
+    user; their outbox ids by user id.
 
     Core, not the ORM: a digest run queues thousands of rows, and nothing reads them back
-    as objects. One statement, not one per row: with RETURNING, SQLAlchemy sends the rows
-    as multi-row INSERTs (its "insertmanyvalues"), and the ids come back keyed by user,
-    not by position, which SQLite does not promise."""
-    if not values:
+    as objects. One statement per table, not one per row: with RETURNING, SQLAlchemy
+    sends the rows as multi-row INSERTs (its "insertmanyvalues"), and the ids come back
+    keyed by user, not by position, which SQLite does not promise."""
+    if not mails:
         return {}
+    connection = session.connection()
     query = insert(Outbox).returning(col(Outbox.user_id), col(Outbox.id))
-    return {user_id: outbox_id for user_id, outbox_id in session.connection().execute(query, values)}
+    ids = {user_id: outbox_id for user_id, outbox_id in connection.execute(query, [values for values, _ in mails])}
+    connection.execute(insert(OutboxBody), [{"outbox_id": ids[values["user_id"]], "raw": raw} for values, raw in mails])
+    return ids
 
 
 def auto_answers_left(session: Session, address: str, settings: Settings, now: datetime | None = None) -> int:
@@ -105,7 +111,14 @@ def retry_delay(attempts: int) -> timedelta:
     return timedelta(seconds=random.uniform(ceiling.total_seconds() / 2, ceiling.total_seconds()))
 
 
-def claim_due(engine: Engine, limit: int = BATCH, now: datetime | None = None) -> list[Outbox]:
+class Claimed(NamedTuple):
+    """An outbox row leased to this worker, with the bytes to send."""
+
+    row: Outbox
+    raw: bytes
+
+
+def claim_due(engine: Engine, limit: int = BATCH, now: datetime | None = None) -> list[Claimed]:
     """Lease up to ``limit`` due rows to this worker, atomically.
 
     The lease is taken by a conditional UPDATE … RETURNING, so two workers that saw the
@@ -124,8 +137,9 @@ def claim_due(engine: Engine, limit: int = BATCH, now: datetime | None = None) -
         won = session.exec(update(Outbox).where(col(Outbox.id).in_(ids), Outbox.status == "queued", due)  # type: ignore[call-overload]
                            .values(claimed_until=now + LEASE).returning(Outbox.id))
         claimed = [row[0] for row in won]
-        rows = list(session.exec(select(Outbox).where(col(Outbox.id).in_(claimed)).order_by(col(Outbox.id))))
-    return rows
+        rows = session.exec(select(Outbox, OutboxBody.raw).join(OutboxBody, col(OutboxBody.outbox_id) == Outbox.id)
+                            .where(col(Outbox.id).in_(claimed)).order_by(col(Outbox.id)))
+        return [Claimed(row, raw) for row, raw in rows]
 
 
 def mark_all_sent(engine: Engine, row_ids: list[int]) -> None:
@@ -210,10 +224,11 @@ class SentMarks:
             await asyncio.to_thread(mark_all_sent, self.engine, waiting)
 
 
-async def deliver(engine: Engine, transport: Transport, row: Outbox, marks: SentMarks) -> bool:
+async def deliver(engine: Engine, transport: Transport, mail: Claimed, marks: SentMarks) -> bool:
     """Send one claimed row and record the result (a sent row through ``marks``). True when sent."""
+    row = mail.row
     try:
-        await transport.send(row.envelope_from, row.to_addr, row.raw)
+        await transport.send(row.envelope_from, row.to_addr, mail.raw)
     except PermanentTransportError as exc:
         await asyncio.to_thread(mark_failed_attempt, engine, row, str(exc), permanent=True)
         return False

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -97,7 +97,6 @@ class Outbox(SQLModel, table=True):
     message_id: str = Field(index=True, max_length=998)
     post_id: int | None = Field(default=None, index=True)
     user_id: int | None = Field(default=None)
-    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     status: str = "queued"  # queued | sent | failed
     attempts: int = 0
     next_attempt_at: datetime = Field(default_factory=utcnow)
@@ -105,6 +104,19 @@ class Outbox(SQLModel, table=True):
     last_error: str = ""
     sent_at: datetime | None = None
     bounce_key: str = Field(default="", index=True, max_length=64)
+
+
+class OutboxBody(SQLModel, table=True):
+    """The bytes of an outbox message, beside its row rather than in it.
+
+    SQLite rewrites a whole row on every UPDATE, overflow pages included, so with the
+    message inside the row each claim and each "sent" mark wrote a 50 KiB digest again,
+    holding the one write lock that a digest run needs for its own batches.
+    """
+
+    __tablename__ = "outbox_bodies"
+    outbox_id: int = Field(sa_column=Column(Integer, ForeignKey("outbox.id", ondelete="CASCADE"), primary_key=True))
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
 class ReplyToken(SQLModel, table=True):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlmodel import Session, select
 
+from statusmail.outbound.outbox import claim_due
 from statusmail.store.db import MIGRATIONS, current_revision, make_engine, upgrade
 from statusmail.store.models import Post, User
 
@@ -51,4 +53,21 @@ def test_init_on_an_existing_database_keeps_its_posts(cli, settings):
     engine = make_engine(settings.gateway.database_url)
     with Session(engine) as session:
         assert session.exec(select(Post.body)).all() == ["survives init"]
+    engine.dispose()
+
+
+def test_queued_mail_keeps_its_bytes_when_they_move_to_outbox_bodies(database_url):
+    """Revision 0002 moves each outbox message out of its row; mail queued before the
+    upgrade is sent after it, byte for byte."""
+    engine = make_engine(database_url)
+    upgrade_to(engine, "0001")
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO outbox (created_at, kind, to_addr, envelope_from, subject, message_id, raw, status, attempts, "
+            "next_attempt_at, last_error, bounce_key) VALUES (CURRENT_TIMESTAMP, 'digest', 'lea@corp.example', "
+            "'status+bounce-k@corp.example', 'Your digest', '<d1@corp.example>', :raw, 'queued', 0, "
+            "CURRENT_TIMESTAMP, '', 'k')"), {"raw": b"Subject: Your digest\r\n\r\nkept\r\n"})
+    upgrade(engine)
+    [(row, raw)] = claim_due(engine)
+    assert (row.to_addr, raw) == ("lea@corp.example", b"Subject: Your digest\r\n\r\nkept\r\n")
     engine.dispose()
