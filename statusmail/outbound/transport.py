@@ -2,8 +2,9 @@
 
 A transport takes bytes that are already a complete RFC 5322 message. Failures that a
 retry may cure raise :class:`TransportError`; a relay's 5xx raises
-:class:`PermanentTransportError`. The SMTP transport keeps one connection open and
-reuses it across messages, reconnecting when the relay has closed it.
+:class:`PermanentTransportError`. The SMTP transport keeps its connections open and
+reuses them across messages, one per concurrent sender, and drops a connection on any
+error so the next message starts on a fresh one.
 """
 
 from __future__ import annotations
@@ -68,7 +69,13 @@ class MemoryTransport:
 
 
 class SmtpTransport:
-    """Relays through an SMTP server with aiosmtplib, reusing one connection."""
+    """Relays through an SMTP server with aiosmtplib, reusing open connections.
+
+    Each concurrent ``send`` takes an idle connection (or opens one) and gives it back
+    when the relay has answered, so the pool holds as many connections as there were
+    sends at once (the outbox worker's lanes), and one message is on a connection at a
+    time: aiosmtplib does not pipeline (RFC 2920), each message is four round trips.
+    """
 
     def __init__(self, host: str, port: int, *, starttls: bool = False, implicit_tls: bool = False,
                  username: str = "", password: str = "", timeout: float = 30) -> None:
@@ -76,63 +83,69 @@ class SmtpTransport:
         self.starttls, self.implicit_tls = starttls, implicit_tls
         self.username, self.password = username, password
         self.timeout = timeout
-        self._client: aiosmtplib.SMTP | None = None
-        self._lock = asyncio.Lock()
+        self._idle: list[aiosmtplib.SMTP] = []
 
     async def _connected(self) -> aiosmtplib.SMTP:
-        if self._client is not None and self._client.is_connected:
-            return self._client
+        while self._idle:
+            client = self._idle.pop()
+            if client.is_connected:
+                return client
         client = aiosmtplib.SMTP(hostname=self.host, port=self.port, timeout=self.timeout,
                                  use_tls=self.implicit_tls, start_tls=self.starttls if self.starttls else False)
         await client.connect()
         if self.username:
             await client.login(self.username, self.password)
-        self._client = client
         return client
 
     async def send(self, envelope_from: str, recipient: str, raw: bytes) -> None:
-        async with self._lock:
-            try:
-                client = await self._connected()
-                await client.sendmail(envelope_from, [recipient], raw)
-            except aiosmtplib.SMTPRecipientsRefused as exc:
-                codes = [error.code for error in exc.recipients]
-                await self._reset()
-                if codes and all(500 <= code < 600 for code in codes):
-                    raise PermanentTransportError(f"relay refused {recipient}: {exc.recipients[0].message}") from exc
-                raise TransportError(f"relay deferred {recipient}") from exc
-            except aiosmtplib.SMTPResponseException as exc:
-                await self._reset()
-                if 500 <= exc.code < 600:
-                    raise PermanentTransportError(f"relay answered {exc.code} {exc.message}") from exc
-                raise TransportError(f"relay answered {exc.code} {exc.message}") from exc
-            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
-                await self._reset()
-                raise TransportError(f"relay {self.host}:{self.port}: {exc}") from exc
+        client = None
+        try:
+            client = await self._connected()
+            await client.sendmail(envelope_from, [recipient], raw)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            drop(client)
+            codes = [error.code for error in exc.recipients]
+            if codes and all(500 <= code < 600 for code in codes):
+                raise PermanentTransportError(f"relay refused {recipient}: {exc.recipients[0].message}") from exc
+            raise TransportError(f"relay deferred {recipient}") from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            drop(client)
+            if 500 <= exc.code < 600:
+                raise PermanentTransportError(f"relay answered {exc.code} {exc.message}") from exc
+            raise TransportError(f"relay answered {exc.code} {exc.message}") from exc
+        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+            drop(client)
+            raise TransportError(f"relay {self.host}:{self.port}: {exc}") from exc
+        self._idle.append(client)
 
     async def check(self) -> None:
         """Connect, log in where configured, NOOP, and leave (``statusmail check``)."""
+        client = await self._connected()
         try:
-            client = await self._connected()
             await client.noop()
         finally:
+            self._idle.append(client)
             await self.close()
 
-    async def _reset(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                client.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection may fail any way
-                pass
-
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and client.is_connected:
+        idle, self._idle = self._idle, []
+        for client in idle:
+            if not client.is_connected:
+                continue
             try:
                 await client.quit()
             except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
                 client.close()
+
+
+def drop(client: aiosmtplib.SMTP | None) -> None:
+    """Close a connection an error left in an unknown state; it is not reused."""
+    if client is None:
+        return
+    try:
+        client.close()
+    except Exception:  # noqa: BLE001 - closing a broken connection may fail any way
+        pass
 
 
 def make_transport(settings: Settings) -> Transport:

@@ -10,7 +10,7 @@ import pytest
 from aiosmtpd.smtp import SMTP
 from sqlmodel import Session, select
 
-from statusmail.outbound.outbox import MAX_ATTEMPTS, drain, enqueue, retry
+from statusmail.outbound.outbox import LANES, MAX_ATTEMPTS, OutboxWorker, drain, enqueue, retry
 from statusmail.outbound.transport import SmtpTransport
 from statusmail.store.db import transaction
 from statusmail.store.models import Outbox
@@ -21,6 +21,7 @@ class CaptureRelay:
 
     def __init__(self) -> None:
         self.mode = "accept"
+        self.slow = b""  # a message containing this is answered after a pause
         self.received: list[tuple[str, list[str], bytes]] = []
 
     async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
@@ -31,6 +32,8 @@ class CaptureRelay:
         if self.mode == "drop":
             server.transport.close()  # the connection dies mid-DATA, before any reply
             return "250 never seen"
+        if self.slow and self.slow in envelope.original_content:
+            await asyncio.sleep(0.3)
         self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
         return "250 2.0.0 queued"
 
@@ -121,8 +124,7 @@ def test_after_the_maximum_number_of_attempts_the_mail_is_failed(relay, engine, 
     assert (row.status, row.attempts) == ("failed", MAX_ATTEMPTS)
 
 
-def test_the_smtp_transport_reuses_one_connection(relay, engine, settings):
-    queue_mails(engine, settings, 5)
+def test_the_smtp_transport_reuses_a_connection_per_lane_across_drains(relay, engine, settings):
     connections = []
     original = SMTP.connection_made
 
@@ -133,11 +135,59 @@ def test_the_smtp_transport_reuses_one_connection(relay, engine, settings):
     SMTP.connection_made = count  # type: ignore[method-assign]
     try:
         transport = SmtpTransport("127.0.0.1", relay.port)
-        assert relay.loop.run_until_complete(drain(engine, transport)) == 5
+        for _ in range(2):
+            queue_mails(engine, settings, 12)
+            assert relay.loop.run_until_complete(drain(engine, transport)) == 12
         relay.loop.run_until_complete(transport.close())
     finally:
         SMTP.connection_made = original  # type: ignore[method-assign]
-    assert len(connections) == 1
+    assert len(relay.received) == 24
+    assert 1 < len(connections) <= LANES  # sent side by side, and the second drain opened none
+
+
+def test_one_recipients_mail_reaches_the_relay_in_the_order_it_was_queued(relay, engine, settings):
+    with transaction(engine) as session:
+        for i in range(30):
+            msg = EmailMessage()
+            msg["Subject"] = f"mail {i}"
+            msg.set_content("hello")
+            enqueue(session, msg, settings, kind="notification", to=f"user{i % 3}@corp.example")
+    relay.slow = b"Subject: mail 0\r\n"  # other lanes run ahead meanwhile; user0's next mail must not
+    transport = SmtpTransport("127.0.0.1", relay.port)
+    assert relay.loop.run_until_complete(drain(engine, transport)) == 30
+    relay.loop.run_until_complete(transport.close())
+    for user in range(3):
+        subjects = [int(raw.split(b"Subject: mail ")[1].split(b"\r\n")[0]) for _, rcpts, raw in relay.received
+                    if rcpts == [f"user{user}@corp.example"]]
+        assert subjects == list(range(user, 30, 3))
+
+
+def test_the_worker_soon_finds_mail_another_process_queued_and_marks_it_sent(relay, engine, settings):
+    """``digest send`` beside ``serve`` cannot poke serve's worker: mail it queues is
+    found by polling, which looks again soon after mail was sent (here: long before the
+    60 s idle interval), and every mail sent is marked sent by the time the worker stops."""
+    worker = OutboxWorker(engine, SmtpTransport("127.0.0.1", relay.port), idle_seconds=60)
+
+    async def received(count: int) -> None:
+        for _ in range(100):
+            if len(relay.received) >= count:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{len(relay.received)} of {count} mails reached the relay")
+
+    async def scenario() -> None:
+        running = asyncio.create_task(worker.run())
+        queue_mails(engine, settings, 3)  # no poke, as from another process
+        await received(3)
+        await asyncio.sleep(0.3)  # the worker has found nothing new meanwhile
+        queue_mails(engine, settings, 2)
+        await received(5)
+        worker.stop()
+        await running
+
+    relay.loop.run_until_complete(scenario())
+    assert [r.status for r in rows(engine)] == ["sent"] * 5
+    assert len(relay.received) == 5
 
 
 def test_a_locked_database_after_sending_is_waited_out_not_a_second_send(relay, engine, settings):
