@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
+import sys
 import threading
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
@@ -143,6 +145,7 @@ def test_two_concurrent_senders_make_one_digest_and_one_mail_per_reader(settings
         add_post(engine, carol, f"Update {n}", NOW - timedelta(hours=n + 1))
     start = threading.Barrier(2)
     reports = []
+    switch_interval = sys.getswitchinterval()
 
     def sender() -> None:
         start.wait()
@@ -157,6 +160,10 @@ def test_two_concurrent_senders_make_one_digest_and_one_mail_per_reader(settings
     assert sorted(row.user_id for row in queued_digests(engine)) == readers  # type: ignore[type-var]
     assert sum(r.queued for r in reports) == 6
     assert {r.outbox_id for r in digest_rows(engine) if r.user_id != carol} == {row.id for row in queued_digests(engine)}
+    # A run shortens the interpreter's thread switch interval and freezes its heap for
+    # the garbage collector; overlapping runs leave both as they found them.
+    assert sys.getswitchinterval() == switch_interval
+    assert gc.get_freeze_count() == 0
 
 
 def test_a_period_already_sent_is_not_sent_again_even_with_now(settings, engine):
