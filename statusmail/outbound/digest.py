@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -46,6 +45,7 @@ from sqlmodel import Session, col, select
 
 from statusmail.errors import StoreUnavailable
 from statusmail.gateway.config import Settings
+from statusmail.gil import short_gil_turns
 from statusmail.inbound.recipients import token_address
 from statusmail.outbound.compose import Draft, build_message
 from statusmail.outbound.digest_content import DigestContent, Interests, chunks, collect, load_interests, load_window
@@ -62,9 +62,6 @@ TICK_SECONDS = 60.0
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 PREVIEW_TOKEN = "preview"  # stands in for a token that sending would create
-GIL_TURN = 0.0005  # seconds; see short_gil_turns
-_turns_lock = threading.Lock()
-_short_turn_runs, _saved_turn = 0, 0.005
 # Readers recorded per transaction: one commit (one fsync on SQLite) for many digests,
 # while the write lock is still held for tens of milliseconds only.
 BATCH = 100
@@ -344,32 +341,6 @@ def frozen_for_gc() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
-
-
-@contextmanager
-def short_gil_turns() -> Iterator[None]:
-    """Hand the interpreter lock to a waiting thread after :data:`GIL_TURN` rather than
-    Python's default 5 ms.
-
-    The recorder thread gives up the lock around every SQLite call and then waits for
-    the composing thread's turn to end before it may go on: at 5 ms a turn, recording a
-    batch of 100 digests took 660 ms of waiting for about 60 ms of work, longer than
-    composing the next batch, so composing waited for it (bench/digest.py). The
-    setting is the process's; concurrent runs share it and the last one out restores it.
-    """
-    global _short_turn_runs, _saved_turn
-    with _turns_lock:
-        if _short_turn_runs == 0:
-            _saved_turn = sys.getswitchinterval()
-            sys.setswitchinterval(GIL_TURN)
-        _short_turn_runs += 1
-    try:
-        yield
-    finally:
-        with _turns_lock:
-            _short_turn_runs -= 1
-            if _short_turn_runs == 0:
-                sys.setswitchinterval(_saved_turn)
 
 
 def preview(settings: Settings, engine: Engine, user_id: int, now: datetime | None = None) -> Preview:
