@@ -43,6 +43,7 @@ LEASE = timedelta(minutes=5)
 MARK_PATIENCE = timedelta(minutes=4)  # shorter than LEASE: no other worker may take the row meanwhile
 BATCH = 50
 MARK_EVERY = 25  # sent rows per "sent" commit (SentMarks)
+MARK_WITHIN = 30.0  # seconds a sent row may wait for that commit
 # Mails handed to the relay at once, each lane on its own connection. A message takes
 # four round trips (aiosmtplib does not pipeline), so one connection spends most of its
 # time waiting for the relay; MTAs open several to one destination for the same reason
@@ -212,11 +213,16 @@ class SentMarks:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.waiting: list[int] = []
+        self.waiting_since = 0.0
         self.commit: asyncio.Task[None] | None = None
 
     def add(self, row_id: int) -> None:
+        if not self.waiting:
+            self.waiting_since = time.monotonic()
         self.waiting.append(row_id)
-        if len(self.waiting) < MARK_EVERY or (self.commit is not None and not self.commit.done()):
+        # Or sooner, when mail goes out slowly: a row must be marked well inside its lease.
+        due = len(self.waiting) >= MARK_EVERY or time.monotonic() - self.waiting_since >= MARK_WITHIN
+        if not due or (self.commit is not None and not self.commit.done()):
             return
         if self.commit is not None:
             done, self.commit = self.commit, None

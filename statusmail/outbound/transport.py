@@ -116,6 +116,9 @@ class SmtpTransport:
         except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
             drop(client)
             raise TransportError(f"relay {self.host}:{self.port}: {exc}") from exc
+        except BaseException:  # cancelled mid-conversation: the connection's state is unknown
+            drop(client)
+            raise
         self._idle.append(client)
 
     async def check(self) -> None:

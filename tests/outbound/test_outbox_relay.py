@@ -10,7 +10,8 @@ import pytest
 from aiosmtpd.smtp import SMTP
 from sqlmodel import Session, select
 
-from statusmail.outbound.outbox import LANES, MAX_ATTEMPTS, OutboxWorker, drain, enqueue, retry
+from statusmail.outbound import outbox
+from statusmail.outbound.outbox import LANES, MAX_ATTEMPTS, OutboxWorker, SentMarks, drain, enqueue, retry
 from statusmail.outbound.transport import SmtpTransport
 from statusmail.store.db import transaction
 from statusmail.store.models import Outbox
@@ -188,6 +189,23 @@ def test_the_worker_soon_finds_mail_another_process_queued_and_marks_it_sent(rel
     relay.loop.run_until_complete(scenario())
     assert [r.status for r in rows(engine)] == ["sent"] * 5
     assert len(relay.received) == 5
+
+
+def test_mail_sent_slowly_is_marked_sent_before_a_full_batch_of_marks_gathers(engine, settings, monkeypatch):
+    """Marks are committed 25 at a time, or when the oldest has waited MARK_WITHIN: a
+    row must not outlive its lease unmarked while a slow relay trickles mail out."""
+    monkeypatch.setattr(outbox, "MARK_WITHIN", 0.0)
+    queue_mails(engine, settings, 1)
+    [row] = rows(engine)
+
+    async def one_mark() -> None:
+        marks = SentMarks(engine)
+        marks.add(row.id)  # type: ignore[arg-type]
+        assert marks.commit is not None, "one row, yet its mark was not committed"
+        await marks.commit
+
+    asyncio.run(one_mark())
+    assert rows(engine)[0].status == "sent"
 
 
 def test_a_locked_database_after_sending_is_waited_out_not_a_second_send(relay, engine, settings):
