@@ -57,9 +57,10 @@ class WindowPost:
         return self.id != self.thread_id
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class Item:
-    """One post in a digest, with what the reader needs to judge and answer it."""
+    """One post in a digest, with what the reader needs to judge and answer it; one
+    object per post, shared by every digest of a run that shows it."""
 
     post: WindowPost
     author: str
@@ -117,6 +118,7 @@ class Window:
     reply_counts: dict[int, int] = field(default_factory=dict)
     _discussed: dict[datetime, list[int]] = field(default_factory=dict)
     _subjects: dict[int, str] = field(default_factory=dict)
+    _items: dict[int, Item] = field(default_factory=dict)
 
     def reply_count(self, post: WindowPost) -> int:
         return self.reply_counts.get(post.id, 0)
@@ -133,7 +135,12 @@ class Window:
                 posts.sort(key=RANK, reverse=True)
 
     def item(self, post: WindowPost) -> Item:
-        return Item(post, self.names.get(post.author_id, ""), self.thread_subject(post), self.reply_count(post))
+        """The post as digests show it: the same for every reader, so made once."""
+        item = self._items.get(post.id)
+        if item is None:
+            item = Item(post, self.names.get(post.author_id, ""), self.thread_subject(post), self.reply_count(post))
+            self._items[post.id] = item
+        return item
 
     def thread_subject(self, post: WindowPost) -> str:
         """The first line of the post's thread root; memoized, since a hot thread's
