@@ -3,7 +3,8 @@
 Why: an announcement's replies fan out into notifications, and a relay outage leaves a
 backlog; the worker must empty it at the pace the relay takes mail. The relay here is
 aiosmtpd in a subprocess answering 250 to everything (bench/ingest.py's discard server);
-the transport is the real :class:`SmtpTransport`, reusing one connection. Rows are made
+the transport is the real :class:`SmtpTransport`, reusing its connections (one per lane
+of :func:`drain`, up to ``outbox.LANES``). Rows are made
 by :func:`statusmail.outbound.outbox.enqueue`, the same call the pipeline uses, and
 drained by :func:`drain`, the worker's loop body. Afterwards every row must be ``sent``.
 
@@ -30,7 +31,7 @@ from ingest import DOMAIN, PYTHON, free_port, stop, wait_for_port, write_config 
 from sqlmodel import Session, func, select  # noqa: E402
 
 from statusmail.gateway.config import load_settings  # noqa: E402
-from statusmail.outbound.outbox import drain, enqueue  # noqa: E402
+from statusmail.outbound.outbox import LANES, drain, enqueue  # noqa: E402
 from statusmail.outbound.transport import SmtpTransport  # noqa: E402
 from statusmail.store.db import make_engine, transaction, upgrade  # noqa: E402
 from statusmail.store.models import Outbox  # noqa: E402
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     r = measure(args.messages)
     ok = r["sent"] == r["rows_sent"] == args.messages
-    print(f"outbox: {args.messages} rows drained over one reused SMTP connection")
+    print(f"outbox: {args.messages} rows drained in {LANES} lanes, each over a reused SMTP connection")
     print(f"sent {r['sent']:.0f} in {r['seconds']:.2f}s: {r['rate']:.0f} msg/s; rows marked sent: {r['rows_sent']:.0f}"
           f" -> {'OK' if ok else 'MISMATCH'}")
     return 0 if ok else 1
