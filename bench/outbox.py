@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -78,6 +79,7 @@ def measure(messages: int) -> dict[str, float]:
     with Session(engine) as session:
         stored_sent = session.exec(select(func.count()).select_from(Outbox).where(Outbox.status == "sent")).one()
     engine.dispose()
+    shutil.rmtree(tmp, ignore_errors=True)
     return {"sent": sent, "rows_sent": stored_sent, "seconds": seconds, "rate": sent / seconds}
 
 
