@@ -186,6 +186,22 @@ def test_the_next_digest_starts_where_the_last_one_ended(settings, engine):
     assert "Fresh news" in body and "Old news" not in body
 
 
+def test_readers_of_one_run_each_get_what_is_new_since_their_own_last_digest(settings, engine):
+    """The run loads the news once from the earliest reader's start; a reader whose last
+    digest ended later gets only what came after it."""
+    lea, carol = two_people(engine)
+    bob = add_user(engine, "bob@corp.example", "Bob")
+    add_follow(engine, bob, target=carol)
+    add_post(engine, carol, "Earlier news", NOW - timedelta(hours=22))
+    # Yesterday's digest, at 13:00: Lea's next one starts there, Bob's 24 hours back.
+    assert send_digests(settings, engine, now=NOW - timedelta(hours=20), force=True, user_ids=[lea]).queued == 1
+    add_post(engine, carol, "Recent news", NOW - timedelta(hours=1))
+    assert send_digests(settings, engine, now=NOW, force=True, user_ids=[lea, bob]).queued == 2
+    latest = {row.to_addr: outbox_body(engine, row) for row in queued_digests(engine)}
+    assert "Recent news" in latest["lea@corp.example"] and "Earlier news" not in latest["lea@corp.example"]
+    assert "Recent news" in latest["bob@corp.example"] and "Earlier news" in latest["bob@corp.example"]
+
+
 def queued_bytes(engine: Any, row: Outbox) -> bytes:
     with Session(engine) as session:
         return session.get(OutboxBody, row.id).raw  # type: ignore[union-attr]
