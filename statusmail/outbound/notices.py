@@ -16,14 +16,15 @@ from statusmail.gateway.config import Settings
 from statusmail.logs import redact
 from statusmail.outbound.compose import Draft, build_message
 from statusmail.outbound.outbox import auto_answers_left, enqueue
-from statusmail.store.models import Outbox, User
+from statusmail.store.models import User
 
 log = logging.getLogger(__name__)
 
 
 def queue_notice(session: Session, settings: Settings, user: User, template: str, *, subject: str,
-                 context: dict[str, Any], in_reply_to: str = "", kind: str = "notice") -> Outbox | None:
-    """Queue one automatic answer to ``user``, unless their hourly cap is reached."""
+                 context: dict[str, Any], in_reply_to: str = "", kind: str = "notice") -> int | None:
+    """Queue one automatic answer to ``user``, unless their hourly cap is reached; its
+    outbox id."""
     if auto_answers_left(session, user.email, settings) <= 0:
         log.warning("not answering %s: auto_answers_per_hour reached", redact(user.email))
         return None

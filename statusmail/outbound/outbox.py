@@ -31,7 +31,7 @@ from statusmail.gateway.config import Settings
 from statusmail.inbound.recipients import bounce_address
 from statusmail.logs import redact
 from statusmail.outbound.transport import Transport
-from statusmail.store.db import transaction
+from statusmail.store.db import insert_values, transaction
 from statusmail.store.models import Outbox, OutboxBody, utcnow
 
 log = logging.getLogger(__name__)
@@ -78,14 +78,16 @@ def row_values(mail: Serialized, settings: Settings, *, kind: str, to: str, user
 
 
 def enqueue(session: Session, msg: EmailMessage, settings: Settings, *, kind: str, to: str,
-            user_id: int | None = None, post_id: int | None = None) -> Outbox:
-    """Record ``msg`` for sending; part of the caller's transaction."""
+            user_id: int | None = None, post_id: int | None = None) -> int:
+    """Record ``msg`` for sending, part of the caller's transaction; the outbox id.
+
+    Plain INSERTs, like the pipeline's own rows: a reply's notifications are queued on
+    the ingest hot path, and the body row needs the outbox id at once."""
     mail = serialize(msg)
-    row = Outbox(**row_values(mail, settings, kind=kind, to=to, user_id=user_id, post_id=post_id))
-    session.add(row)
-    session.flush()  # the body is keyed by the row's id
-    session.add(OutboxBody(outbox_id=row.id, raw=mail.raw))
-    return row
+    outbox_id = insert_values(session, Outbox, **row_values(mail, settings, kind=kind, to=to, user_id=user_id,
+                                                            post_id=post_id))
+    session.connection().execute(insert(OutboxBody), {"outbox_id": outbox_id, "raw": mail.raw})
+    return outbox_id
 
 
 def enqueue_many(session: Session, mails: list[tuple[dict[str, Any], bytes]]) -> dict[int, int]:
