@@ -15,7 +15,7 @@ from sqlmodel import select
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.outcome import Held
 from statusmail.outbound.compose import new_message_id
-from statusmail.outbound.notify import notify_post
+from statusmail.outbound.notify import anyone_to_tell, notify_post
 from statusmail.outbound.threadindex import new_thread_index
 from statusmail.store.db import insert_values
 from statusmail.store.models import Mention, Post, PostTag
@@ -67,8 +67,8 @@ SET_THREAD = POSTS.update().where(POSTS.c.id == bindparam("post_id")).values(thr
 def notify(mail: Incoming) -> None:
     """Queue the notifications a visible post causes (replies and mentions)."""
     assert mail.post_id is not None
-    if mail.parent is None and not mail.mentioned:
-        return  # a new post that mentions no one is news for the digests, not a mail
+    if not anyone_to_tell(is_reply=mail.parent is not None, mentions=bool(mail.mentioned)):
+        return
     post = mail.session.get(Post, mail.post_id)
     assert post is not None
     mail.queued = notify_post(mail.session, mail.settings, post) > 0

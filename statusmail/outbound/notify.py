@@ -36,8 +36,15 @@ def thread_subject(root: Post) -> str:
     return f"Re: {first_line(root.body)}"
 
 
+def anyone_to_tell(is_reply: bool, mentions: bool) -> bool:
+    """Whether :func:`recipients_for` can find anyone: only the people a post mentions
+    and, for a reply, those already in its thread are told; a new post that mentions no
+    one is news for the digests. Lets the pipeline skip loading the post for nothing."""
+    return is_reply or mentions
+
+
 def recipients_for(session: Session, post: Post) -> list[tuple[User, str]]:
-    """(user, why) for everyone to tell about ``post``, each once."""
+    """(user, why) for everyone to tell about ``post``, each once (see :func:`anyone_to_tell`)."""
     wanted: dict[int, str] = {}
     mentioned = session.exec(select(Mention.user_id).where(Mention.post_id == post.id)).all()
     for user_id in mentioned:
