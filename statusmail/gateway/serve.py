@@ -99,7 +99,7 @@ class Gateway:
             await asyncio.wait_for(self.handler.in_flight.idle.wait(), DRAIN_SECONDS)
         except asyncio.TimeoutError:
             log.warning("%d messages still in progress at shutdown", self.handler.in_flight.count)
-        await asyncio.to_thread(self.batcher.close)  # commits what is queued; its senders get their replies
+        await self.batcher.close()  # commits what is queued; its senders get their replies
         if self.poller is not None:  # finish the message in hand before the outbox stops
             self.poller.stop()
             await asyncio.gather(self.imap_task, return_exceptions=True)

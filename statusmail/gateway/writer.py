@@ -6,11 +6,12 @@ thread, which keeps it for up to the 5 ms switch interval, and the pair spends m
 its time handing the lock back and forth. ``bench/ingest.py`` with py-spy showed the
 pipeline thread holding the lock 70% of the time while the listener waited for it.
 
-Here the group-commit thread of :class:`~statusmail.gateway.batcher.Batcher` stays in
-the listener's process, but ships each batch over a pipe to a child process that runs
+Here the listener's event loop ships each batch of
+:class:`~statusmail.gateway.batcher.Batcher` over a pipe to a child process that runs
 :func:`~statusmail.gateway.batcher.commit_batch` (the same transaction, SAVEPOINTs and
 commit) and sends back the outcomes, once the commit has returned. One round trip per
-batch, not per message. ``250`` still means committed: the listener answers only from
+batch, not per message, and no thread in the listener: the loop waits for the answer
+as it waits for a socket. ``250`` still means committed: the listener answers only from
 outcomes the child sent after its commit.
 
 If the child dies (killed, out of memory), the batch in hand is answered ``451 4.3.0``:
@@ -21,10 +22,10 @@ child is started for the next batch.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
 import signal
-import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -42,13 +43,12 @@ STOP_SECONDS = 30.0
 
 
 class WriterProcess:
-    """A child process that stores batches; :meth:`store` blocks until one is committed."""
+    """A child process that stores batches; :meth:`store` returns once one is committed."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.process: Any = None
         self.pipe: Connection | None = None
-        self.lock = threading.Lock()  # one batch in flight: the batcher has one thread
 
     def start(self) -> None:
         parent, child = CONTEXT.Pipe()
@@ -59,21 +59,44 @@ class WriterProcess:
         self.pipe = parent
         log.info("pipeline writer process %d started", self.process.pid)
 
-    def store(self, jobs: Jobs) -> list[Outcome]:
-        """The outcomes of ``jobs``, committed by the child; never raises (the batcher's
-        thread must live on), a lost batch is answered as deferred."""
-        with self.lock:
-            try:
-                if self.pipe is None or not self.process.is_alive():
-                    self.stop()
-                    self.start()
-                assert self.pipe is not None
-                self.pipe.send(jobs)
-                return self.pipe.recv()  # type: ignore[no-any-return]
-            except Exception as exc:  # noqa: BLE001 - EOFError/OSError when the child died
-                log.error("writer process lost with %d messages in hand (%r); all deferred", len(jobs), exc)
-                self.stop()  # the next batch starts a new one
-                return [Outcome("refused", Reason.INTERNAL_ERROR, "writer process lost")] * len(jobs)
+    async def store(self, jobs: Jobs) -> list[Outcome]:
+        """The outcomes of ``jobs``, committed by the child; never raises (the batcher
+        must live on), a lost batch is answered as deferred. One batch at a time."""
+        try:
+            if self.pipe is None or not self.process.is_alive():
+                await asyncio.to_thread(self.restart)  # a spawn takes a second: not on the loop
+            assert self.pipe is not None
+            # A blocking write, but a short one: the child is idle in recv() and reads as
+            # fast as this writes.
+            self.pipe.send(jobs)
+            return await self.answer(self.pipe)
+        except Exception as exc:  # noqa: BLE001 - EOFError/OSError when the child died
+            log.error("writer process lost with %d messages in hand (%r); all deferred", len(jobs), exc)
+            await asyncio.to_thread(self.stop)  # the next batch starts a new one
+            return [Outcome("refused", Reason.INTERNAL_ERROR, "writer process lost")] * len(jobs)
+
+    @staticmethod
+    async def answer(pipe: Connection) -> list[Outcome]:
+        """Wait on the loop for the child's reply; EOFError if it died instead."""
+        loop = asyncio.get_running_loop()
+        replied: asyncio.Future[list[Outcome]] = loop.create_future()
+
+        def readable() -> None:
+            loop.remove_reader(pipe.fileno())
+            try:  # the child writes its reply at once: recv() does not wait long, if at all
+                replied.set_result(pipe.recv())
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting store()
+                replied.set_exception(exc)
+
+        loop.add_reader(pipe.fileno(), readable)
+        try:
+            return await replied
+        finally:
+            loop.remove_reader(pipe.fileno())
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
 
     def stop(self) -> None:
         """Ask the child to finish and wait for it; kill it if it does not."""

@@ -1,7 +1,7 @@
 """Group commit (gateway/batcher.py): many sessions share one commit, and 250 still means stored.
 
-Batches are forced by queueing messages before the writer thread starts, so no test
-depends on timing: what is queued when the writer wakes is one batch.
+Batches are forced by queueing messages before the batcher starts, so no test depends
+on timing: what is queued when it starts is one batch.
 """
 
 from __future__ import annotations
@@ -44,16 +44,16 @@ def counts(engine: Any) -> tuple[int, int, int]:
 
 
 def run_one_batch(batcher: Batcher, items: list[tuple[bytes, Envelope]]) -> list[Outcome]:
-    """Queue every message, then start the writer: it finds them all waiting, one batch."""
+    """Queue every message, then start the batcher: it finds them all waiting, one batch."""
     async def go() -> list[Outcome]:
         tasks = [asyncio.ensure_future(batcher.submit(raw, env)) for raw, env in items]
         await asyncio.sleep(0)  # each task runs up to its await: every job is queued
         batcher.start()
-        return list(await asyncio.gather(*tasks))
-    try:
-        return asyncio.run(go())
-    finally:
-        batcher.close()
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            await batcher.close()
+    return asyncio.run(go())
 
 
 def test_a_refusal_in_a_batch_rolls_back_only_itself(settings: Settings, engine: Any) -> None:
@@ -134,11 +134,11 @@ def test_no_session_is_answered_before_the_commit_returns(settings: Settings, en
                                                             envelope(f"u{n}@corp.example"))) for n in range(6))
         await asyncio.sleep(0)
         batcher.start()
-        await asyncio.gather(*futures)
-    try:
-        asyncio.run(go())
-    finally:
-        batcher.close()
+        try:
+            await asyncio.gather(*futures)
+        finally:
+            await batcher.close()
+    asyncio.run(go())
     assert answered_early == [False] * 6
     assert counts(engine) == (6, 6, 0)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from email import policy
@@ -33,7 +34,7 @@ def test_a_batch_is_answered_only_after_the_child_committed_it(settings: Setting
     writer = WriterProcess(settings)
     writer.start()
     try:
-        outcomes = writer.store(batch(3))
+        outcomes = asyncio.run(writer.store(batch(3)))
     finally:
         writer.stop()
     assert [o.reason for o in outcomes] == [Reason.POSTED] * 3
@@ -47,15 +48,15 @@ def test_a_child_killed_mid_batch_defers_the_batch_and_a_retry_stores_each_messa
     writer.start()
     messages = batch(400)  # a few hundred milliseconds of work: time to kill the child inside it
     try:
-        writer.store(batch(1, first=1000))  # the child is up and has imported everything
+        asyncio.run(writer.store(batch(1, first=1000)))  # the child is up and has imported everything
         child = writer.process
         threading.Timer(0.05, child.kill).start()
         started = time.monotonic()
-        outcomes = writer.store(messages)
+        outcomes = asyncio.run(writer.store(messages))
         assert time.monotonic() - started < 30
         assert {o.reason for o in outcomes} == {Reason.INTERNAL_ERROR}
         assert {smtp_reply(o.reason) for o in outcomes} == {DEFERRED_ERROR}  # 451: the MTA retries
-        retried = writer.store(messages)  # what an MTA does after a 451
+        retried = asyncio.run(writer.store(messages))  # what an MTA does after a 451
         assert writer.process.pid != child.pid  # a new child took over
     finally:
         writer.stop()
