@@ -10,15 +10,18 @@ dropped connection.
 from __future__ import annotations
 
 import email
+import functools
 import hashlib
 import re
 from email import policy
+from email.headerregistry import UnstructuredHeader
 from email.message import EmailMessage
 from email.utils import getaddresses
 
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.outcome import Discarded, Reason, Refused
 from statusmail.inbound.recipients import Kind, classify_recipient
+from statusmail.store.direct import Direct
 from statusmail.store.models import InboundLog
 from sqlalchemy import bindparam, select
 
@@ -61,7 +64,17 @@ PARSING = CachingPolicy()
 
 
 def header_text(msg: EmailMessage, name: str) -> str:
-    """A header's decoded value as one string; "" when absent or unreadable."""
+    """A header's decoded value as one string; "" when absent or unreadable.
+
+    Free text in plain ASCII without an encoded word (RFC 2047 §2: they start "=?")
+    decodes to itself, unfolded: that is returned without the policy's parse. The
+    Subject differs in every message, so the parse cache never helps it, and its parse
+    cost more than the rest of the message's headers together.
+    """
+    if is_free_text(name):
+        value = raw_value(msg, name)
+        if value is not None and value.isascii() and "=?" not in value:
+            return "".join(value.splitlines())
     try:
         value = msg.get(name)
     except Exception:  # noqa: BLE001 - the email package raises many kinds on broken headers
@@ -75,6 +88,23 @@ def header_text(msg: EmailMessage, name: str) -> str:
         return ""
 
 
+@functools.cache
+def is_free_text(name: str) -> bool:
+    """Whether the policy reads ``name`` as unstructured text (Subject, Comments, most
+    X- fields), not as addresses, dates or MIME parameters."""
+    factory = PARSING.header_factory
+    return issubclass(factory.registry.get(name.lower(), factory.default_class), UnstructuredHeader)
+
+
+def raw_value(msg: EmailMessage, name: str) -> str | None:
+    """A header's first value as it arrived (surrogates and all), or None."""
+    wanted = name.lower()
+    for key, value in msg.raw_items():
+        if key.lower() == wanted:
+            return str(value)
+    return None
+
+
 def raw_header(msg: EmailMessage, name: str) -> str:
     """A header's first value as it arrived, without the RFC 5322 parse.
 
@@ -82,11 +112,8 @@ def raw_header(msg: EmailMessage, name: str) -> str:
     searched with a pattern anyway: they differ in every message, so the parse cache
     never helps them, and their full parse was the costliest header read left.
     """
-    wanted = name.lower()
-    for key, value in msg.raw_items():
-        if key.lower() == wanted:
-            return without_surrogates(str(value))
-    return ""
+    value = raw_value(msg, name)
+    return "" if value is None else without_surrogates(value)
 
 
 def without_surrogates(text: str) -> str:
@@ -148,13 +175,13 @@ def dedupe_key_for(message_id: str, raw: bytes) -> str:
 
 
 LOG = InboundLog.__table__  # type: ignore[attr-defined]
-SEEN = select(LOG.c.id).where(LOG.c.dedupe_key == bindparam("key")).limit(1)
+SEEN = Direct(select(LOG.c.id).where(LOG.c.dedupe_key == bindparam("key")).limit(1))
 
 
 def refuse_duplicate(mail: Incoming) -> None:
     """A Message-ID already stored is answered 250 and changes nothing (SPEC §3)."""
     mail.dedupe_key = dedupe_key_for(mail.message_id, mail.raw)
-    seen = mail.session.connection().execute(SEEN, {"key": mail.dedupe_key}).scalar()
+    seen = SEEN.scalar(mail.session, {"key": mail.dedupe_key})
     if seen is not None:
         raise Discarded(Reason.DUPLICATE, f"same message as log entry {seen}")
 

@@ -14,6 +14,8 @@ import unicodedata
 from email.message import Message
 from email.utils import getaddresses
 
+from statusmail.inbound.parse import header_text
+
 __all__ = ["robot_reason"]
 
 # Local parts that only machines send from (RFC 5321 §4.5.5 MAILER-DAEMON/postmaster
@@ -151,12 +153,10 @@ def _raw_values(msg: Message, name: str) -> list[str]:
 
 def _decoded_value(msg: Message, name: str) -> str | None:
     """The first ``name`` header decoded (RFC 2047), falling back to its raw text."""
-    try:
-        value = msg.get(name)
-        if value is not None:
-            return _unfold(str(value))
-    except Exception:  # noqa: BLE001 - malformed header: use the raw text instead
-        pass
+    if name in msg:  # header_text reads what it can, "" for what it cannot
+        text = header_text(msg, name)  # type: ignore[arg-type]
+        if text:
+            return _unfold(text)
     raw = _raw_values(msg, name)
     return raw[0] if raw else None
 
