@@ -18,6 +18,7 @@ from statusmail.outbound.compose import new_message_id
 from statusmail.outbound.notify import anyone_to_tell, notify_post
 from statusmail.outbound.threadindex import new_thread_index
 from statusmail.store.db import insert_values
+from statusmail.store.direct import Direct
 from statusmail.store.models import Mention, Post, PostTag
 
 
@@ -37,7 +38,8 @@ def collect_holds(mail: Incoming) -> None:
 def store_post(mail: Incoming) -> None:
     """Write the post with its tags and mentions; a held one stops the pipeline here.
 
-    Plain INSERTs (``insert_values``), not the ORM's flush: this runs for every message.
+    Plain INSERTs on the driver (``insert_values``, ``store/direct.py``), not the ORM's
+    flush: this runs for every message.
     """
     assert mail.user is not None and mail.user.id is not None
     parent = mail.parent
@@ -47,21 +49,22 @@ def store_post(mail: Incoming) -> None:
                             status="held" if mail.holds else "visible", status_reason="; ".join(mail.holds),
                             message_id=mail.message_id or new_message_id(mail.settings),
                             thread_index="" if parent else new_thread_index(mail.now))
-    connection = mail.session.connection()
     if parent is None:  # a root is its own thread
-        connection.execute(SET_THREAD, {"post_id": post_id})
+        SET_THREAD.execute(mail.session, {"post_id": post_id})
     if mail.tags:
-        connection.execute(PostTag.__table__.insert(), [{"post_id": post_id, "tag": tag} for tag in mail.tags])
+        ADD_TAG.execute_many(mail.session, [{"post_id": post_id, "tag": tag} for tag in mail.tags])
     mentioned = sorted({u.id for u in mail.mentioned})  # type: ignore[type-var]
     if mentioned:
-        connection.execute(Mention.__table__.insert(), [{"post_id": post_id, "user_id": uid} for uid in mentioned])
+        ADD_MENTION.execute_many(mail.session, [{"post_id": post_id, "user_id": uid} for uid in mentioned])
     mail.post_id = post_id
     if mail.holds:
         raise Held(mail.holds)
 
 
 POSTS = Post.__table__  # type: ignore[attr-defined]
-SET_THREAD = POSTS.update().where(POSTS.c.id == bindparam("post_id")).values(thread_id=POSTS.c.id)
+SET_THREAD = Direct(POSTS.update().where(POSTS.c.id == bindparam("post_id")).values(thread_id=POSTS.c.id))
+ADD_TAG = Direct(PostTag.__table__.insert(), ["post_id", "tag"])  # type: ignore[attr-defined]
+ADD_MENTION = Direct(Mention.__table__.insert(), ["post_id", "user_id"])  # type: ignore[attr-defined]
 
 
 def notify(mail: Incoming) -> None:

@@ -18,6 +18,7 @@ from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.outcome import Deferred, Reason, Refused
 from statusmail.inbound.parse import header_text
 from statusmail.inbound.recipients import Kind
+from statusmail.store.direct import Direct
 from statusmail.store.models import Post
 from statusmail.store.users import find_user, normalize_email, register_user
 
@@ -111,8 +112,8 @@ def refuse_banned(mail: Incoming) -> None:
 
 
 POSTS = Post.__table__  # type: ignore[attr-defined]
-POSTS_SINCE = (select(func.count()).select_from(POSTS)
-               .where(POSTS.c.author_id == bindparam("author_id"), POSTS.c.created_at >= bindparam("since")))
+POSTS_SINCE = Direct(select(func.count()).select_from(POSTS)
+                     .where(POSTS.c.author_id == bindparam("author_id"), POSTS.c.created_at >= bindparam("since")))
 
 
 def limit_rate(mail: Incoming) -> None:
@@ -120,7 +121,6 @@ def limit_rate(mail: Incoming) -> None:
     assert mail.user is not None
     if mail.user.id is None or mail.new_user:
         return
-    count = mail.session.connection().execute(
-        POSTS_SINCE, {"author_id": mail.user.id, "since": mail.now - timedelta(hours=1)}).scalar_one()
+    count = POSTS_SINCE.scalar(mail.session, {"author_id": mail.user.id, "since": mail.now - timedelta(hours=1)})
     if count >= mail.settings.policy.posts_per_hour:
         raise Deferred(Reason.RATE_LIMITED, f"{count} posts in the last hour (limit {mail.settings.policy.posts_per_hour})")

@@ -17,11 +17,12 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from sqlalchemy import Engine, Insert, create_engine, event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, SQLModel
 
 from statusmail.errors import StoreUnavailable
+from statusmail.store.direct import Direct
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +98,11 @@ def begin_immediate(session: Session) -> None:
 
 
 def insert_values(session: Session, model: type[SQLModel], **values: Any) -> int:
-    """INSERT one row of ``model`` as a plain Core statement and return its new id.
+    """INSERT one row of ``model`` and return its new id.
 
     Building a SQLModel instance and flushing it through the ORM's unit of work (change
-    tracking, flush ordering, identity map) cost about ten times the INSERT itself; on
+    tracking, flush ordering, identity map) cost about ten times the INSERT itself, and
+    SQLAlchemy's execution layer as much again as the driver (``store/direct.py``); on
     the ingest hot path that was most of a message's time (bench/ingest.py). Fields not
     given take the model's defaults. Nothing is attached to ``session``: the row is
     written in its transaction (and SAVEPOINT), and read back like any other.
@@ -110,17 +112,19 @@ def insert_values(session: Session, model: type[SQLModel], **values: Any) -> int
     if unknown:
         raise TypeError(f"{model.__name__} has no column {', '.join(sorted(unknown))}")
     row = {name: values[name] if name in values else default() for name, default in defaults.items()}
-    return int(session.connection().execute(statement, row).inserted_primary_key[0])
+    return int(statement.scalar(session, row))
 
 
 @functools.cache
-def insert_plan(model: type[SQLModel]) -> tuple[Insert, dict[str, Callable[[], Any]]]:
-    """The model's INSERT, built once, and a default maker for every column but the id."""
+def insert_plan(model: type[SQLModel]) -> tuple[Direct, dict[str, Callable[[], Any]]]:
+    """The model's INSERT returning the new id, built once, and a default maker for
+    every column but the id."""
     table = model.__table__  # type: ignore[attr-defined]
     fields = model.model_fields
     defaults = {column.key: functools.partial(fields[column.key].get_default, call_default_factory=True)
                 for column in table.columns if not column.primary_key}
-    return table.insert(), defaults
+    (key,) = table.primary_key.columns
+    return Direct(table.insert().returning(key), list(defaults)), defaults
 
 
 def describe_db_error(exc: DBAPIError) -> str:
