@@ -66,6 +66,7 @@ def authres_verdict(
     return _judge(trusted, domain)
 
 
+@lru_cache(maxsize=1024)  # a company's mail comes from a handful of domains
 def organizational_domain(domain: str) -> str:
     """The registrable domain of ``domain`` per the Public Suffix List (RFC 7489
     §3.2); the domain itself when it is a public suffix or unknown single label."""

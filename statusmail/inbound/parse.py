@@ -120,9 +120,19 @@ def without_surrogates(text: str) -> str:
     """Undecodable 8-bit header bytes arrive as lone surrogates (RFC 6532 allows UTF-8;
     anything else is junk); read them as UTF-8 where they are, replace them where not,
     so no database driver ever sees a surrogate."""
-    if not any("\ud800" <= ch <= "\udfff" for ch in text):
+    if text.isascii() or not any("\ud800" <= ch <= "\udfff" for ch in text):
         return text
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+@functools.lru_cache(maxsize=4096)
+def mailboxes(value: str) -> tuple[tuple[str, str], ...]:
+    """The (display name, address) pairs of an address header's value (``getaddresses``).
+
+    Kept for the values seen last: a company's From lines repeat, and the stages read
+    the same one twice (robots, require_one_sender).
+    """
+    return tuple(getaddresses([value]))
 
 
 def first_message_id(value: str) -> str:

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import unicodedata
 from email.message import Message
-from email.utils import getaddresses
 
-from statusmail.inbound.parse import header_text
+from statusmail.inbound.parse import header_text, mailboxes
 
 __all__ = ["robot_reason"]
 
@@ -210,7 +209,7 @@ def _sender_reason(envelope_sender: str, msg: Message) -> str | None:
     if _local_part(envelope) in _ROBOT_LOCAL_PARTS:
         return f"robot envelope sender {_local_part(envelope)}"
     for raw in _raw_values(msg, "From"):
-        for _name, addr in getaddresses([raw]):
+        for _name, addr in mailboxes(raw):
             if addr and _local_part(addr) in _ROBOT_LOCAL_PARTS:
                 return f"robot From address {_local_part(addr)}"
     return None

@@ -10,13 +10,12 @@ dialogue and never a mail to the claimed sender, who may not have sent it.
 from __future__ import annotations
 
 from datetime import timedelta
-from email.utils import getaddresses
 
 from sqlalchemy import bindparam, func, select
 
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.outcome import Deferred, Reason, Refused
-from statusmail.inbound.parse import header_text
+from statusmail.inbound.parse import header_text, mailboxes
 from statusmail.inbound.recipients import Kind
 from statusmail.store.direct import Direct
 from statusmail.store.models import Post
@@ -37,10 +36,10 @@ def domain_allowed(domain: str, allowed: tuple[str, ...]) -> bool:
 def require_one_sender(mail: Incoming) -> None:
     """Exactly one From mailbox (RFC 5322 §3.6.2 allows several; a post has one author)."""
     from_header = header_text(mail.message, "From")
-    mailboxes = [(name, address) for name, address in getaddresses([from_header]) if address]
-    if len(mailboxes) != 1 or "@" not in mailboxes[0][1]:
-        raise Refused(Reason.NOT_AUTHENTICATED, f"need exactly one From mailbox, found {len(mailboxes)}")
-    name, address = mailboxes[0]
+    found = [(name, address) for name, address in mailboxes(from_header) if address]
+    if len(found) != 1 or "@" not in found[0][1]:
+        raise Refused(Reason.NOT_AUTHENTICATED, f"need exactly one From mailbox, found {len(found)}")
+    name, address = found[0]
     mail.sender, mail.sender_name = normalize_email(address), " ".join(name.split())[:200]
 
 
