@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
 
 from statusmail.errors import StoreUnavailable
@@ -33,9 +34,10 @@ from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.parse import without_surrogates as clean
 from statusmail.inbound.outcome import Deferred, Discarded, Held, Outcome, Reason, Refused
-from statusmail.inbound.recipients import Kind
+from statusmail.inbound.recipients import Kind, classify_recipient
 from statusmail.logs import redact
 from statusmail.store.db import begin_immediate, insert_values, transaction
+from statusmail.store.direct import DriverSavepoint
 from statusmail.store.models import InboundLog
 
 log = logging.getLogger(__name__)
@@ -139,7 +141,7 @@ def process(session: Session, raw: bytes, envelope: Envelope, settings: Settings
     the whole transaction is lost and every message in it must be answered 4xx.
     """
     mail = Incoming(raw=raw, envelope=envelope, settings=settings, session=session)
-    savepoint = session.begin_nested()
+    savepoint = begin_savepoint(session, envelope, settings)
     try:
         outcome = decide(mail)
         if outcome.reason is not Reason.DUPLICATE:
@@ -168,6 +170,22 @@ def process(session: Session, raw: bytes, envelope: Envelope, settings: Settings
     if outcome.reason is not Reason.DUPLICATE:
         log_outcome(mail, outcome)
     return outcome
+
+
+# The kinds whose stages write only plain INSERTs, never through the ORM's flush (a test
+# holds them to it): posts and replies, nearly every message.
+DRIVER_SAVEPOINT_KINDS = frozenset({Kind.POST, Kind.REPLY})
+
+
+def begin_savepoint(session: Session, envelope: Envelope, settings: Settings) -> DriverSavepoint | SessionTransaction:
+    """The message's SAVEPOINT: the driver's own when it can only be a post or a reply
+    (``store/direct.py``: 1 us against the ORM's 0.2 ms), the ORM's for commands and
+    bounces, which change users through the ORM. INTAKE picks the kind from the same
+    recipients, commands and bounces first."""
+    kinds = {r.kind if r else None for r in (classify_recipient(a, settings) for a in envelope.rcpt_tos)}
+    if envelope.rcpt_tos and kinds - {None} <= DRIVER_SAVEPOINT_KINDS:
+        return DriverSavepoint(session)
+    return session.begin_nested()
 
 
 def internal_error(session: Session, raw: bytes, envelope: Envelope) -> Outcome:

@@ -12,6 +12,7 @@ import secrets
 
 from sqlmodel import Session, select
 
+from statusmail.store.db import insert_values
 from statusmail.store.models import ReplyToken
 
 TOKEN_CHARS = 32  # 5 random bits each: 160 bits
@@ -41,8 +42,7 @@ def token_for(session: Session, user_id: int, post_id: int) -> str:
     if existing:
         return existing
     token = new_token()
-    session.add(ReplyToken(token=token, user_id=user_id, post_id=post_id))
-    session.flush()
+    insert_values(session, ReplyToken, token=token, user_id=user_id, post_id=post_id)  # no ORM flush: see register_user
     return token
 
 

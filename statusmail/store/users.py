@@ -9,6 +9,7 @@ from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from statusmail.gateway.config import Settings
+from statusmail.store.db import insert_values
 from statusmail.store.models import User
 
 ROLES = ("staff", "leader", "admin")
@@ -67,12 +68,18 @@ def free_handle(session: Session, email: str) -> str:
 
 def register_user(session: Session, email: str, *, name: str = "", role: str = "staff", team: str = "",
                   manager_email: str = "", timezone: str = "") -> User:
-    """Create a user; the caller commits."""
+    """Create a user; the caller commits.
+
+    A plain INSERT, not the ORM's flush: the pipeline registers senders inside a
+    message's driver-level SAVEPOINT (``inbound/pipeline.py``), where a failed ORM flush
+    would take the whole batch's transaction with it.
+    """
     email = normalize_email(email)
-    user = User(email=email, name=name, handle=free_handle(session, email), role=role, team=team,
-                manager_email=normalize_email(manager_email) if manager_email else "", timezone=timezone)
-    session.add(user)
-    session.flush()
+    user_id = insert_values(session, User, email=email, name=name, handle=free_handle(session, email), role=role,
+                            team=team, manager_email=normalize_email(manager_email) if manager_email else "",
+                            timezone=timezone)
+    user = session.get(User, user_id)
+    assert user is not None
     return user
 
 
