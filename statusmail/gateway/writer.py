@@ -118,14 +118,14 @@ class WriterProcess:
 def serve_batches(pipe: Connection, settings: Settings) -> None:
     """The child: store each batch it is sent and answer with the outcomes, until None."""
     from statusmail.gateway.batcher import commit_batch
-    from statusmail.logs import setup_logging
+    from statusmail.logs import flush_logs, setup_logging
     from statusmail.store.db import make_engine
 
     # The listener decides when to stop (it sends None after the last batch); a Ctrl-C
     # in the terminal reaches the whole process group and must not cut a batch short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    setup_logging()
+    setup_logging(buffered=True)  # a batch's lines are written once it is answered
     engine = make_engine(settings.gateway.database_url)
     try:
         while True:
@@ -136,5 +136,7 @@ def serve_batches(pipe: Connection, settings: Settings) -> None:
             if jobs is None:
                 return
             pipe.send(commit_batch(settings, engine, jobs))
+            flush_logs()
     finally:
         engine.dispose()
+        flush_logs()

@@ -30,7 +30,7 @@ def post_count(engine: Any) -> int:
         return session.exec(select(func.count()).select_from(Post)).one()
 
 
-def test_a_batch_is_answered_only_after_the_child_committed_it(settings: Settings, engine: Any) -> None:
+def test_a_batch_is_answered_only_after_the_child_committed_it(settings: Settings, engine: Any, capfd: Any) -> None:
     writer = WriterProcess(settings)
     writer.start()
     try:
@@ -40,6 +40,9 @@ def test_a_batch_is_answered_only_after_the_child_committed_it(settings: Setting
     assert [o.reason for o in outcomes] == [Reason.POSTED] * 3
     assert post_count(engine) == 3  # visible from another connection: committed
     assert writer.process is None  # stop() waited for the child to leave
+    # The child holds its per-message lines until the batch is answered; none is lost.
+    logged = capfd.readouterr().err
+    assert [f"user{i}@corp.example: posted" in logged for i in range(3)] == [True] * 3
 
 
 def test_a_child_killed_mid_batch_defers_the_batch_and_a_retry_stores_each_message_once(
