@@ -80,16 +80,13 @@ class Direct:
         return on_driver(session, lambda cursor, dialect: call(cursor, self.plan(dialect)))
 
 
-def on_driver(session: Session, call: Callable[[Any, Dialect], Any]) -> Any:
-    """Run ``call(cursor, dialect)`` on the session's DBAPI connection; the cursor.
+# session.info key: (the transaction it was found in, DBAPI connection, dialect).
+DRIVER = "statusmail.driver"
 
-    ``session.connection()`` first: it begins the session's transaction (and emits a
-    pending ORM SAVEPOINT), so what runs here lands inside them like any other statement.
-    """
-    connection = session.connection()
-    dialect = connection.dialect
-    dbapi_connection = connection.connection.dbapi_connection
-    assert dbapi_connection is not None
+
+def on_driver(session: Session, call: Callable[[Any, Dialect], Any]) -> Any:
+    """Run ``call(cursor, dialect)`` on the session's DBAPI connection; the cursor."""
+    dbapi_connection, dialect = driver_of(session)
     cursor = dbapi_connection.cursor()
     try:
         call(cursor, dialect)
@@ -98,6 +95,25 @@ def on_driver(session: Session, call: Callable[[Any, Dialect], Any]) -> Any:
         raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error,
                                   connection_invalidated=invalidated, dialect=dialect) from exc
     return cursor
+
+
+def driver_of(session: Session) -> tuple[Any, Dialect]:
+    """The DBAPI connection under the session's transaction, and its dialect.
+
+    ``session.connection()`` begins the transaction and emits a pending ORM SAVEPOINT,
+    so statements run here land inside them. It is asked once per (nested) transaction,
+    not for every statement: that cost about 20 us per post.
+    """
+    current = session.get_nested_transaction() or session.get_transaction()
+    known = session.info.get(DRIVER)
+    if current is not None and known is not None and known[0] is current:
+        return known[1], known[2]
+    connection = session.connection()
+    dbapi_connection = connection.connection.dbapi_connection
+    assert dbapi_connection is not None
+    session.info[DRIVER] = (session.get_nested_transaction() or session.get_transaction(), dbapi_connection,
+                            connection.dialect)
+    return dbapi_connection, connection.dialect
 
 
 class DriverSavepoint:
