@@ -9,9 +9,9 @@ and whoever waits for it waits too.
 
 Measured (bench/digest.py, 10,000 readers): a digest run's recorder thread took 660 ms
 per batch of 100 readers while the composing thread was busy, about 60 ms of it work;
-with 0.5 ms turns, 160 ms, and composing no longer waits for it. (``serve``'s listener,
-whose group-commit thread waits on the writer process's pipe, showed no difference
-beyond the noise of bench/ingest.py, so it keeps the default.)
+with 0.5 ms turns, 160 ms, and composing no longer waits for it. (``serve``'s listener
+keeps the default: it waits for the writer process on its event loop, with no thread
+beside it, ``gateway/batcher.py``.)
 """
 
 from __future__ import annotations
