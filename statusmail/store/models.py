@@ -42,7 +42,7 @@ class Post(SQLModel, table=True):
     body: str = Field(sa_column=Column(Text, nullable=False))
     trimmed: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     created_at: datetime = Field(default_factory=utcnow, index=True)
-    thread_id: int | None = Field(default=None, index=True)  # the root's id; the root's own id for a root
+    thread_id: int | None = None  # the root's id; the root's own id for a root (indexed with created_at)
     parent_id: int | None = Field(default=None, foreign_key="posts.id")
     status: str = Field(default="visible", index=True)  # visible | hidden | held | deleted
     status_reason: str = ""

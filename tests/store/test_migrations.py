@@ -71,3 +71,18 @@ def test_queued_mail_keeps_its_bytes_when_they_move_to_outbox_bodies(database_ur
     [(row, raw)] = claim_due(engine)
     assert (row.to_addr, raw) == ("lea@corp.example", b"Subject: Your digest\r\n\r\nkept\r\n")
     engine.dispose()
+
+
+def test_the_newest_revision_builds_exactly_the_schema_the_models_describe(database_url):
+    """A column or index changed in models.py without a revision (or the other way round)
+    would differ here, not in production."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    engine = make_engine(database_url)
+    upgrade(engine)
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+    engine.dispose()
+    assert differences == []
