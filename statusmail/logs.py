@@ -25,10 +25,8 @@ class RedactingFilter(logging.Filter):
     """Redacts the fully formatted message, so no argument can slip a token through."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
+        # Formatted once here; the handler's formatter then finds no arguments left.
+        record.msg, record.args = redact(record.getMessage()), None
         return True
 
 
@@ -41,6 +39,14 @@ def setup_logging(level: int = logging.INFO, buffered: bool = False) -> None:
     handler.addFilter(RedactingFilter())
     if buffered:
         handler = logging.handlers.MemoryHandler(1000, flushLevel=logging.WARNING, target=handler)
+    # Our format shows none of these, and gathering them for every record (the caller's
+    # file and line walk the stack) is a quarter of a line's cost: 8.2 -> 6.3 us, and the
+    # writer process logs a line per message. The logging HOWTO's "Optimization"
+    # section names these switches.
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
