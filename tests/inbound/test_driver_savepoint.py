@@ -83,3 +83,27 @@ def test_a_rolled_back_registration_leaves_no_row_and_no_object_behind(settings:
         users = session.exec(select(User.email)).all()
     assert authors == ["omar@corp.example"]
     assert users == ["omar@corp.example"]
+
+
+class NeverSeen:
+    """Stands in for the dedupe lookup, as if another instance stored the message just
+    after this one looked (two gateways on one PostgreSQL)."""
+
+    def scalar(self, session: Session, values: Any) -> None:
+        return None
+
+
+def test_a_duplicate_that_raced_in_rolls_back_its_own_post_and_the_batch_goes_on(
+        settings: Settings, engine: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from statusmail.inbound import parse
+
+    first = message("omar@corp.example", "the export is done")
+    assert commit_batch(settings, engine, [first])[0].reason is Reason.POSTED
+    monkeypatch.setattr(parse, "SEEN", NeverSeen())
+    # The redelivery gets as far as its log row, whose dedupe key is taken: IntegrityError,
+    # which on PostgreSQL also aborts the transaction until ROLLBACK TO SAVEPOINT.
+    outcomes = commit_batch(settings, engine, [first, message("omar@corp.example", "and the next one")])
+    assert [o.reason for o in outcomes] == [Reason.DUPLICATE, Reason.POSTED]
+    with Session(engine) as session:
+        bodies = session.exec(select(Post.body).order_by(Post.id)).all()
+    assert bodies == ["Billing export done\n\nthe export is done", "Billing export done\n\nand the next one"]
