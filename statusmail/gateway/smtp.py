@@ -9,13 +9,14 @@ committed. Every refusal, at whatever step, is written to the inbound log.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import ssl
 import time
 import traceback
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session as SmtpSession
@@ -100,6 +101,18 @@ class BannedSenders:
             return False
 
 
+@functools.lru_cache(maxsize=1024)  # the MTAs in front are few; a scan cannot grow it
+def host_in_networks(host: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    """Whether the peer address ``host`` is in one of ``networks`` (IPv4-mapped IPv6 as IPv4)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
+
+
 class StatusHandler:
     """aiosmtpd handler for the status gateway."""
 
@@ -112,18 +125,11 @@ class StatusHandler:
         self.banned = BannedSenders(engine)
 
     @cached_property
-    def trusted_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        return [ipaddress.ip_network(n, strict=False) for n in self.settings.policy.trusted_networks]
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(n, strict=False) for n in self.settings.policy.trusted_networks)
 
     def peer_trusted(self, peer: Any) -> bool:
-        host = peer[0] if isinstance(peer, tuple) else str(peer)
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        return any(address in network for network in self.trusted_networks)
+        return host_in_networks(peer[0] if isinstance(peer, tuple) else str(peer), self.trusted_networks)
 
     def envelope_of(self, session: SmtpSession, envelope: SmtpEnvelope, source: str = "smtp") -> Envelope:
         peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer or "")
@@ -185,15 +191,21 @@ class StatusHandler:
 class GatewaySMTP(SMTP):
     """aiosmtpd's SMTP with its own refusals spoken in RFC 3463 terms and logged."""
 
-    async def push(self, status: str) -> None:
+    def push(self, status: str) -> Awaitable[None]:  # type: ignore[override]
+        # Not a coroutine itself: every reply line of every session passes here, and an
+        # extra coroutine frame per line showed in the listener's profile (bench/ingest.py).
         reason = AIOSMTPD_REFUSALS.get(status)
         if reason is not None and self.session is not None:
-            handler: StatusHandler = self.event_handler
-            env = handler.envelope_of(self.session, self.envelope or SmtpEnvelope())
-            detail = REFUSAL_DETAILS.get(
-                reason, f"larger than smtp.max_message_bytes ({handler.settings.smtp.max_message_bytes})")
-            status = await handler.refuse(env, reason, detail)
-        await super().push(status)
+            return self.push_refusal(reason)
+        return super().push(status)
+
+    async def push_refusal(self, reason: Reason) -> None:
+        assert self.session is not None
+        handler: StatusHandler = self.event_handler
+        env = handler.envelope_of(self.session, self.envelope or SmtpEnvelope())
+        detail = REFUSAL_DETAILS.get(
+            reason, f"larger than smtp.max_message_bytes ({handler.settings.smtp.max_message_bytes})")
+        await super().push(await handler.refuse(env, reason, detail))
 
 
 class GatewayLMTP(LMTP, GatewaySMTP):
