@@ -16,7 +16,11 @@ Each server's CPU per message (its child processes included) and the client's ar
 printed too: on a small machine the three share the cores, and the ratio is set by
 how much more CPU a message costs the gateway than the discarding server.
 
-Run: .venv/bin/python bench/ingest.py [--messages 2000] [--concurrency 20] [--reuse]
+``--floor`` runs ``serve`` with its pipeline replaced by a bare durable append of each
+batch's bytes (``bench/floor.py``): the ratio it prints is the most any gateway can reach
+here while every ``250`` still means an fsync'd commit.
+
+Run: .venv/bin/python bench/ingest.py [--messages 2000] [--concurrency 20] [--reuse] [--floor]
 """
 
 from __future__ import annotations
@@ -285,8 +289,22 @@ def summarise(tallies: list[tuple[Tally, float]]) -> Result:
                   1000 * sum(t.client_cpu for t, _ in tallies) / sent)
 
 
+def count_stored(tmp: Path, run_id: str, floor: bool) -> tuple[int, int, int]:
+    """Posts, distinct posts and log rows of this run; for --floor, the appended messages."""
+    if floor:
+        with sqlite3.connect(f"{tmp / 'statusmail.db'}.spool") as db:  # bench/floor.py's table
+            appended = db.execute("SELECT count(*) FROM spool").fetchone()[0]
+        return appended, appended, appended
+    like = (f"<{run_id}.%",)
+    with sqlite3.connect(tmp / "statusmail.db") as db:
+        posts = db.execute("SELECT count(*) FROM posts WHERE message_id LIKE ?", like).fetchone()[0]
+        distinct = db.execute("SELECT count(DISTINCT message_id) FROM posts WHERE message_id LIKE ?", like).fetchone()[0]
+        logged = db.execute("SELECT count(*) FROM inbound_log WHERE message_id LIKE ?", like).fetchone()[0]
+    return posts, distinct, logged
+
+
 def measure(messages: int, concurrency: int, reuse: bool, rounds: int, keep: bool = False,
-            statusmail: list[str] | None = None) -> dict[str, object]:
+            statusmail: list[str] | None = None, floor: bool = False) -> dict[str, object]:
     tmp = Path(tempfile.mkdtemp(prefix="statusmail-bench-"))
     gw_port, sink_port = free_port(), free_port()
     config = write_config(tmp, gw_port)
@@ -315,11 +333,7 @@ def measure(messages: int, concurrency: int, reuse: bool, rounds: int, keep: boo
         stop(sink)
         gw_log.close()
     g, d = summarise(gw), summarise(dc)
-    with sqlite3.connect(tmp / "statusmail.db") as db:
-        posts = db.execute("SELECT count(*) FROM posts WHERE message_id LIKE ?", (f"<{run_id}.%",)).fetchone()[0]
-        distinct = db.execute("SELECT count(DISTINCT message_id) FROM posts WHERE message_id LIKE ?",
-                              (f"<{run_id}.%",)).fetchone()[0]
-        logged = db.execute("SELECT count(*) FROM inbound_log WHERE message_id LIKE ?", (f"<{run_id}.%",)).fetchone()[0]
+    posts, distinct, logged = count_stored(tmp, run_id, floor)
     expected = messages + len(warm)
     if not keep:
         for path in sorted(tmp.rglob("*"), reverse=True):
@@ -339,15 +353,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--statusmail", default=str(STATUSMAIL),
                         help="the command that runs statusmail, split on spaces (to compare another build, "
                              "a script that imports it ahead of the editable install)")
+    parser.add_argument("--floor", action="store_true",
+                        help="the gateway with its pipeline replaced by a durable append (bench/floor.py)")
     parser.add_argument("--discard-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.discard_server:
         run_discard_server(args.discard_server)
         return 0
-    r = measure(args.messages, args.concurrency, args.reuse, args.rounds, args.keep, args.statusmail.split())
+    command = [str(PYTHON), str(Path(__file__).with_name("floor.py"))] if args.floor else args.statusmail.split()
+    r = measure(args.messages, args.concurrency, args.reuse, args.rounds, args.keep, command, args.floor)
     g, d = r["gateway"], r["discard"]
     assert isinstance(g, Result) and isinstance(d, Result)
     mode = "reused connections" if args.reuse else "a new connection per message"
+    if args.floor:
+        mode += "; gateway = durable append only (bench/floor.py)"
     print(f"ingest: {args.messages} messages per server, {args.concurrency} sessions, {mode}, "
           f"{args.rounds} alternating rounds")
     print(f"{'server':<10} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'250s':>6} {'server CPU':>11} {'client CPU':>11}"
@@ -357,8 +376,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{res.server_cpu_ms:>6.2f} ms/m {res.client_cpu_ms:>6.2f} ms/m  {res.other or ''}")
     print(f"ratio gateway/discard: {r['ratio']:.2f}")
     stored_ok = r["posts"] == r["distinct"] == r["logged"] == r["expected"]
-    print(f"stored: {r['posts']} posts ({r['distinct']} distinct), {r['logged']} log rows, expected {r['expected']}"
-          f" -> {'OK' if stored_ok else 'MISMATCH'}")
+    counted = (f"{r['posts']} messages appended" if args.floor else
+               f"{r['posts']} posts ({r['distinct']} distinct), {r['logged']} log rows")
+    print(f"stored: {counted}, expected {r['expected']} -> {'OK' if stored_ok else 'MISMATCH'}")
     if args.keep:
         print(f"kept {r['tmp']}")
     return 0 if stored_ok and g.ok == args.messages else 1

@@ -29,6 +29,9 @@ def benches(quick: bool) -> list[tuple[str, list[str], list[str]]]:
          [r"^(discard .*)$", r"^(gateway .*)$", r"^(ratio .*)$", r"^(stored: .*)$"]),
         ("ingest (reused connections)", ["ingest.py", "--messages", n, "--reuse"],
          [r"^(discard .*)$", r"^(gateway .*)$", r"^(ratio .*)$", r"^(stored: .*)$"]),
+        # What "250 means committed" alone costs here: the ceiling for the two above.
+        ("ingest floor (durable append, no pipeline)", ["ingest.py", "--messages", n, "--floor"],
+         [r"^(gateway .*)$", r"^(ratio .*)$", r"^(stored: .*)$"]),
         ("outbox drain", ["outbox.py", "--messages", n], [r"^(sent .*)$"]),
         ("trimming", ["trimming.py"], [r"^(\S+\s+\d+\s+\d+\s+[\d.]+%)$"]),
     ]
