@@ -66,13 +66,22 @@ def authres_verdict(
     return _judge(trusted, domain)
 
 
-@lru_cache(maxsize=1024)  # a company's mail comes from a handful of domains
 def organizational_domain(domain: str) -> str:
     """The registrable domain of ``domain`` per the Public Suffix List (RFC 7489
     §3.2); the domain itself when it is a public suffix or unknown single label."""
     normalized = _normalize_domain(domain)
     if not normalized:
         return ""
+    if len(normalized) <= MAX_DOMAIN:  # a company's mail comes from a handful of domains
+        return _registrable(normalized)
+    return _registrable.__wrapped__(normalized)
+
+
+MAX_DOMAIN = 253  # RFC 1035 §2.3.4; longer is junk, not worth a cache entry
+
+
+@lru_cache(maxsize=1024)
+def _registrable(normalized: str) -> str:
     try:
         registrable = _psl().privatesuffix(normalized)
     except Exception:  # noqa: BLE001 - a malformed name has no organization but itself
