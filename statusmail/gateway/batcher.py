@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 # Enough to amortise the fsync over a burst; small enough that one batch's SAVEPOINTs and
 # identity map stay cheap and a failed commit defers few senders.
 MAX_BATCH = 64
+# And at most this many bytes of messages (always at least one message): 64 messages of
+# smtp.max_message_bytes would be 640 MiB in each process at once.
+MAX_BATCH_BYTES = 16 * 1024 * 1024
 LOST = Outcome("refused", Reason.INTERNAL_ERROR, "batch lost")
 
 
@@ -62,8 +65,8 @@ class Batcher:
     """Collects the messages of concurrent sessions into batches, one in flight at a time."""
 
     def __init__(self, settings: Settings, engine: Engine, max_batch: int = MAX_BATCH,
-                 writer: WriterProcess | None = None) -> None:
-        self.settings, self.engine, self.max_batch = settings, engine, max_batch
+                 writer: WriterProcess | None = None, max_batch_bytes: int = MAX_BATCH_BYTES) -> None:
+        self.settings, self.engine, self.max_batch, self.max_batch_bytes = settings, engine, max_batch, max_batch_bytes
         self.writer = writer  # commit in a child process (gateway/writer.py); else in a worker thread
         self.waiting: list[Job] = []
         self.draining: asyncio.Task[None] | None = None
@@ -95,7 +98,7 @@ class Batcher:
     async def drain(self) -> None:
         try:
             while self.waiting:
-                batch, self.waiting = self.waiting[:self.max_batch], self.waiting[self.max_batch:]
+                batch = self.next_batch()
                 try:
                     outcomes = await self.commit(batch)
                 except Exception:  # noqa: BLE001 - commit_batch and the writer never raise; be sure
@@ -106,6 +109,16 @@ class Batcher:
                         job.future.set_result(outcome)
         finally:
             self.draining = None
+
+    def next_batch(self) -> list[Job]:
+        """Take the oldest waiting messages, within both caps."""
+        size, count = 0, 0
+        for job in self.waiting[:self.max_batch]:
+            if count and size + len(job.raw) > self.max_batch_bytes:
+                break
+            size, count = size + len(job.raw), count + 1
+        batch, self.waiting = self.waiting[:count], self.waiting[count:]
+        return batch
 
     async def commit(self, batch: list[Job]) -> list[Outcome]:
         """Run and store the batch in one transaction; the outcomes only once it committed."""

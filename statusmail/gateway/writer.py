@@ -40,6 +40,9 @@ Jobs = list[tuple[bytes, Envelope]]
 # connections, none of which survive a fork safely.
 CONTEXT = multiprocessing.get_context("spawn")
 STOP_SECONDS = 30.0
+# Batches up to this size are written to the pipe from the event loop; a Unix socket
+# pair buffers more than this, so the write never waits for the child.
+INLINE_BYTES = 64 * 1024
 
 
 class WriterProcess:
@@ -66,9 +69,10 @@ class WriterProcess:
             if self.pipe is None or not self.process.is_alive():
                 await asyncio.to_thread(self.restart)  # a spawn takes a second: not on the loop
             assert self.pipe is not None
-            # A blocking write, but a short one: the child is idle in recv() and reads as
-            # fast as this writes.
-            self.pipe.send(jobs)
+            if sum(len(raw) for raw, _ in jobs) <= INLINE_BYTES:
+                self.pipe.send(jobs)  # fits the socket's buffer: returns at once
+            else:  # copying megabytes would hold up every session on the loop meanwhile
+                await asyncio.to_thread(self.pipe.send, jobs)
             return await self.answer(self.pipe)
         except Exception as exc:  # noqa: BLE001 - EOFError/OSError when the child died
             log.error("writer process lost with %d messages in hand (%r); all deferred", len(jobs), exc)

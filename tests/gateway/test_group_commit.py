@@ -206,3 +206,15 @@ def test_a_failed_commit_answers_451_over_smtp_and_stores_nothing(settings: Sett
         assert counts(gateway.engine) == (1, 1, 0)
     finally:
         gateway.stop()
+
+
+def test_a_batch_takes_no_more_bytes_than_its_cap(settings: Settings, engine: Any) -> None:
+    """64 messages of smtp.max_message_bytes would be 640 MiB in each process at once."""
+    items = [(raw_of(sender=f"user{n}@corp.example", body=f"update {n}"), envelope(f"user{n}@corp.example"))
+             for n in range(3)]
+    cap = len(items[0][0]) + len(items[1][0])  # room for the first two, not the third
+    batcher = Batcher(settings, engine, max_batch_bytes=cap)
+    outcomes = run_one_batch(batcher, items)
+    assert [o.reason for o in outcomes] == [Reason.POSTED] * 3
+    assert batcher.batches == 2
+    assert counts(engine) == (3, 3, 0)

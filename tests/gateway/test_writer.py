@@ -15,7 +15,7 @@ from statusmail.gateway.replies import DEFERRED_ERROR, smtp_reply
 from statusmail.gateway.writer import WriterProcess
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Reason
-from statusmail.store.models import Post
+from statusmail.store.models import InboundLog, Post
 from tests.conftest import make_mail
 
 def batch(n: int, first: int = 0) -> list[tuple[bytes, Envelope]]:
@@ -65,3 +65,22 @@ def test_a_child_killed_mid_batch_defers_the_batch_and_a_retry_stores_each_messa
         writer.stop()
     assert {o.reason for o in retried} == {Reason.POSTED}
     assert post_count(engine) == 401  # the killed transaction left nothing behind; nothing doubled
+
+
+def test_a_message_of_megabytes_reaches_the_child_whole(settings: Settings, engine: Any) -> None:
+    """A batch beyond the socket's buffer (written from a thread, off the loop) arrives whole."""
+    mail = make_mail(sender="user1@corp.example", body="the scans are attached")
+    mail.add_attachment(bytes(range(256)) * 12288, maintype="application", subtype="octet-stream",
+                        filename="scans.bin")  # 3 MiB, base64 on the wire
+    raw = mail.as_bytes(policy=policy.SMTP)
+    writer = WriterProcess(settings)
+    writer.start()
+    try:
+        outcomes = asyncio.run(writer.store([(raw, Envelope(mail_from="user1@corp.example",
+                                                            rcpt_tos=("status@corp.example",), peer="127.0.0.1"))]))
+    finally:
+        writer.stop()
+    assert [o.reason for o in outcomes] == [Reason.POSTED]
+    with Session(engine) as session:
+        stored = session.exec(select(InboundLog.raw)).one()
+    assert len(raw) > 4_000_000 and stored == raw
