@@ -32,6 +32,7 @@ from statusmail.inbound.recipients import bounce_address
 from statusmail.logs import redact
 from statusmail.outbound.transport import Transport
 from statusmail.store.db import insert_values, transaction
+from statusmail.store.direct import Direct
 from statusmail.store.models import Outbox, OutboxBody, utcnow
 
 log = logging.getLogger(__name__)
@@ -81,13 +82,16 @@ def enqueue(session: Session, msg: EmailMessage, settings: Settings, *, kind: st
             user_id: int | None = None, post_id: int | None = None) -> int:
     """Record ``msg`` for sending, part of the caller's transaction; the outbox id.
 
-    Plain INSERTs, like the pipeline's own rows: a reply's notifications are queued on
-    the ingest hot path, and the body row needs the outbox id at once."""
+    Plain INSERTs on the driver, like the pipeline's own rows (``store/direct.py``): a
+    reply's notifications are queued on the ingest hot path."""
     mail = serialize(msg)
     outbox_id = insert_values(session, Outbox, **row_values(mail, settings, kind=kind, to=to, user_id=user_id,
                                                             post_id=post_id))
-    session.connection().execute(insert(OutboxBody), {"outbox_id": outbox_id, "raw": mail.raw})
+    ADD_BODY.execute(session, {"outbox_id": outbox_id, "raw": mail.raw})
     return outbox_id
+
+
+ADD_BODY = Direct(OutboxBody.__table__.insert(), ["outbox_id", "raw"])  # type: ignore[attr-defined]
 
 
 def enqueue_many(session: Session, mails: list[tuple[dict[str, Any], bytes]]) -> dict[int, int]:
