@@ -21,6 +21,8 @@ from functools import lru_cache
 
 from publicsuffixlist import PublicSuffixList
 
+from statusmail.inbound.memo import remember_short
+
 __all__ = ["authres_verdict", "organizational_domain", "same_organization"]
 
 # A header longer than this is not from a real MTA; cut it instead of scanning it all.
@@ -70,17 +72,12 @@ def organizational_domain(domain: str) -> str:
     """The registrable domain of ``domain`` per the Public Suffix List (RFC 7489
     §3.2); the domain itself when it is a public suffix or unknown single label."""
     normalized = _normalize_domain(domain)
-    if not normalized:
-        return ""
-    if len(normalized) <= MAX_DOMAIN:  # a company's mail comes from a handful of domains
-        return _registrable(normalized)
-    return _registrable.__wrapped__(normalized)
+    return _registrable(normalized) if normalized else ""
 
 
-MAX_DOMAIN = 253  # RFC 1035 §2.3.4; longer is junk, not worth a cache entry
-
-
-@lru_cache(maxsize=1024)
+# A company's mail comes from a handful of domains; a longer name than a DNS name can
+# be (RFC 1035 §2.3.4) is junk, not worth an entry.
+@remember_short(253, 1024)
 def _registrable(normalized: str) -> str:
     try:
         registrable = _psl().privatesuffix(normalized)

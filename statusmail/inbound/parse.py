@@ -19,6 +19,7 @@ from email.message import EmailMessage
 from email.utils import getaddresses
 
 from statusmail.inbound.incoming import Incoming
+from statusmail.inbound.memo import remember_short
 from statusmail.inbound.outcome import Discarded, Reason, Refused
 from statusmail.inbound.recipients import Kind, classify_recipient
 from statusmail.store.direct import Direct
@@ -125,20 +126,13 @@ def without_surrogates(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+@remember_short(_HEADER_CACHE_VALUE, 4096)
 def mailboxes(value: str) -> tuple[tuple[str, str], ...]:
     """The (display name, address) pairs of an address header's value (``getaddresses``).
 
-    Kept for the values seen last: a company's From lines repeat, and the stages read
-    the same one twice (robots, require_one_sender). Like the header cache, only values
-    of one line's length are kept, so a sender of huge headers cannot fill memory.
+    Remembered for values of one line's length, like the header cache: a company's From
+    lines repeat, and the stages read the same one twice (robots, require_one_sender).
     """
-    if len(value) > _HEADER_CACHE_VALUE:
-        return tuple(getaddresses([value]))
-    return _mailboxes(value)
-
-
-@functools.lru_cache(maxsize=4096)
-def _mailboxes(value: str) -> tuple[tuple[str, str], ...]:
     return tuple(getaddresses([value]))
 
 

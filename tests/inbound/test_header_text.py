@@ -41,14 +41,14 @@ def test_an_address_header_still_goes_through_the_parse() -> None:
 def test_address_and_domain_caches_keep_no_huge_values() -> None:
     """A sender of megabyte headers must not be able to fill the writer's memory."""
     from statusmail.inbound.authres import _registrable, organizational_domain
-    from statusmail.inbound.parse import _mailboxes, mailboxes
+    from statusmail.inbound.parse import mailboxes
 
     huge_from = "Someone <" + "x" * 5000 + "@corp.example>"
     huge_domain = "a." * 3000 + "corp.example"
-    kept = _mailboxes.cache_info().currsize, _registrable.cache_info().currsize
+    kept = mailboxes.cache_info().currsize, _registrable.cache_info().currsize
     assert mailboxes(huge_from)[0][1].endswith("@corp.example")
     assert organizational_domain(huge_domain) == "corp.example"
-    assert (_mailboxes.cache_info().currsize, _registrable.cache_info().currsize) == kept
+    assert (mailboxes.cache_info().currsize, _registrable.cache_info().currsize) == kept
     ordinary = f"Ann <ann.{id(kept)}@corp.example>"  # seen by no other test
     assert mailboxes(ordinary) == (("Ann", f"ann.{id(kept)}@corp.example"),)
-    assert _mailboxes.cache_info().currsize == kept[0] + 1  # an ordinary one is kept
+    assert mailboxes.cache_info().currsize == kept[0] + 1  # an ordinary one is kept
