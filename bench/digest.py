@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import insert  # noqa: E402
 from sqlmodel import func, select  # noqa: E402
 
-from statusmail.gateway.config import load_settings  # noqa: E402
+from statusmail.config import load_settings  # noqa: E402
 from statusmail.outbound.digest import compose, plan, send_digests  # noqa: E402
 from statusmail.outbound.digest_content import collect, load_interests, load_window  # noqa: E402
 from statusmail.outbound.outbox import OutboxWorker  # noqa: E402

@@ -19,7 +19,7 @@ import sys
 import threading
 
 from statusmail.gateway import batcher
-from statusmail.gateway.config import Settings
+from statusmail.config import Settings
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Outcome, Reason
 

@@ -31,7 +31,7 @@ from ingest import DOMAIN, PYTHON, free_port, stop, wait_for_port, write_config 
 
 from sqlmodel import Session, func, select  # noqa: E402
 
-from statusmail.gateway.config import load_settings  # noqa: E402
+from statusmail.config import load_settings  # noqa: E402
 from statusmail.outbound.outbox import LANES, drain, enqueue  # noqa: E402
 from statusmail.outbound.transport import SmtpTransport  # noqa: E402
 from statusmail.store.db import make_engine, transaction, upgrade  # noqa: E402

@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from statusmail.errors import ConfigError, StoreUnavailable
-from statusmail.gateway.config import Settings, load_settings
+from statusmail.config import Settings, load_settings
 from statusmail.logs import redact, setup_logging
 from statusmail.store.db import current_revision, make_engine, transaction, upgrade
 from statusmail.store.models import InboundLog, Outbox, Post, User
@@ -346,7 +346,7 @@ def users_show(app: App, email: str, as_json: bool) -> None:
 @pass_app
 def users_add(app: App, email: str, name: str, role: str, team: str, tz: str, as_json: bool) -> None:
     """Register a user."""
-    from statusmail.gateway.config import is_timezone
+    from statusmail.config import is_timezone
 
     if "@" not in email:
         raise click.BadParameter(f"not a mail address: {email!r}", param_hint="EMAIL")

@@ -56,7 +56,7 @@ def moderate(action: Callable[[], Any]) -> Any:
 def users_set(app: App, email: str, role: str | None, digest: str | None, tz: str | None, handle: str | None,
               name: str | None, reset_bounces: bool, actor: str | None) -> None:
     """Change a user's role, digest, timezone, handle or name."""
-    from statusmail.gateway.config import is_timezone
+    from statusmail.config import is_timezone
     from statusmail.store.users import HANDLE_CHARS, find_user_by_handle
 
     if tz is not None and not is_timezone(tz):

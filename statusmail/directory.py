@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from sqlmodel import Session, select
 
-from statusmail.gateway.config import is_timezone
+from statusmail.config import is_timezone
 from statusmail.store.follows import Target, follow
 from statusmail.store.models import User
 from statusmail.store.users import ROLES, find_user, normalize_email, register_user

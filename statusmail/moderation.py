@@ -10,7 +10,7 @@ import getpass
 
 from sqlmodel import Session
 
-from statusmail.gateway.config import Settings
+from statusmail.config import Settings
 from statusmail.outbound.notices import queue_notice
 from statusmail.outbound.notify import first_line, notify_post
 from statusmail.store.models import AuditEntry, Post, User

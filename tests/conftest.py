@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from statusmail.gateway.config import Settings, load_settings
+from statusmail.config import Settings, load_settings
 from statusmail.store.db import make_engine, upgrade
 
 CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"

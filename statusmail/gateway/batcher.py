@@ -35,7 +35,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from statusmail.errors import StoreUnavailable
-from statusmail.gateway.config import Settings
+from statusmail.config import Settings
 from statusmail.gateway.writer import WriterProcess
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Outcome, Reason

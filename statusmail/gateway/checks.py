@@ -8,7 +8,7 @@ import os
 from sqlalchemy import Engine, text
 
 from statusmail.errors import StatusmailError
-from statusmail.gateway.config import Settings
+from statusmail.config import Settings
 from statusmail.outbound.transport import MaildirTransport, SmtpTransport, make_transport
 from statusmail.store.db import current_revision
 

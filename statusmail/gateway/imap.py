@@ -32,7 +32,7 @@ from typing import Callable
 from sqlalchemy import Engine
 
 from statusmail.errors import StatusmailError
-from statusmail.gateway.config import ImapSettings, Settings, read_secret_file
+from statusmail.config import ImapSettings, Settings, read_secret_file
 from statusmail.gateway.imapsession import (COMMAND_SECONDS, Connection, MailboxError, close_connection, command,
                                             describe, fetch_message, first, idle, move_message, open_connection,
                                             search_new, select_folder)

@@ -18,7 +18,7 @@ from typing import Any, Awaitable, Iterable, TypeVar
 import aioimaplib
 
 from statusmail.errors import StatusmailError
-from statusmail.gateway.config import ImapSettings, read_secret_file
+from statusmail.config import ImapSettings, read_secret_file
 from statusmail.gateway.imapwire import (listed, mailbox_name, parse_delimiter, parse_fetch, parse_search,
                                          parse_uidvalidity, response_text)
 from statusmail.logs import redact

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from statusmail.gateway.batcher import Batcher
-from statusmail.gateway.config import Settings
+from statusmail.config import Settings
 from statusmail.gateway.imap import ImapPoller
 from statusmail.gateway.smtp import StatusHandler, protocol_factory
 from statusmail.gateway.writer import WriterProcess

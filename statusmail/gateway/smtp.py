@@ -25,7 +25,7 @@ from sqlmodel import col, select
 
 from statusmail.errors import StoreUnavailable
 from statusmail.gateway.batcher import Batcher
-from statusmail.gateway.config import Settings
+from statusmail.config import Settings
 from statusmail.gateway.smtpauth import Authenticator
 from statusmail.gateway.replies import DEFERRED_ERROR, DEFERRED_STORE, smtp_reply
 from statusmail.inbound.envelope import Envelope

@@ -29,7 +29,7 @@ import signal
 from multiprocessing.connection import Connection
 from typing import Any
 
-from statusmail.gateway.config import Settings
+from statusmail.config import Settings
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Outcome, Reason
 

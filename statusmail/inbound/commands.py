@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from statusmail.gateway.config import is_timezone
+from statusmail.config import is_timezone
 from statusmail.inbound.extract import extract_body
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.outcome import Discarded, Reason

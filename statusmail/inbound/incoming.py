@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from statusmail.gateway.config import Settings
+from statusmail.config import Settings
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Outcome
 from statusmail.inbound.recipients import Kind

@@ -28,7 +28,7 @@ from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
 
 from statusmail.errors import StoreUnavailable
-from statusmail.gateway.config import Settings
+from statusmail.config import Settings
 from statusmail.inbound import commands, loops, parse, publish, senders, text, threads
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.incoming import Incoming

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from statusmail.gateway.config import Settings
+from statusmail.config import Settings
 
 BOUNCE_PREFIX = "bounce-"
 

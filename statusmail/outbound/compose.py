@@ -17,7 +17,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from typing import Any
 
-from statusmail.gateway.config import Settings
+from statusmail.config import Settings
 from statusmail.outbound.templates import render_html, render_text
 from statusmail.outbound.threadindex import new_thread_index, thread_topic
 

@@ -44,7 +44,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from statusmail.errors import StoreUnavailable
-from statusmail.gateway.config import Settings
+from statusmail.config import Settings
 from statusmail.gil import short_gil_turns
 from statusmail.inbound.recipients import token_address
 from statusmail.outbound.compose import Draft, build_message

@@ -18,7 +18,7 @@ import zoneinfo
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
-from statusmail.gateway.config import WEEKDAYS, Settings
+from statusmail.config import WEEKDAYS, Settings
 
 SENDING = ("daily", "weekly")
 PERIOD_LENGTH = {"daily": timedelta(days=1), "weekly": timedelta(days=7)}

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from statusmail.gateway.config import Settings
+from statusmail.config import Settings
 from statusmail.logs import redact
 from statusmail.outbound.compose import Draft, build_message
 from statusmail.outbound.outbox import auto_answers_left, enqueue

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
-from statusmail.gateway.config import Settings
+from statusmail.config import Settings
 from statusmail.inbound.recipients import token_address
 from statusmail.outbound.compose import Draft, build_message, one_line
 from statusmail.outbound.outbox import enqueue

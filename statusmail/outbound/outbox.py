@@ -27,7 +27,7 @@ from sqlalchemy import Engine, func, insert
 from sqlmodel import Session, col, or_, select, update
 
 from statusmail.errors import PermanentTransportError, StoreUnavailable, TransportError
-from statusmail.gateway.config import Settings
+from statusmail.config import Settings
 from statusmail.inbound.recipients import bounce_address
 from statusmail.logs import redact
 from statusmail.outbound.transport import Transport

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import aiosmtplib
 
 from statusmail.errors import ConfigError, PermanentTransportError, TransportError
-from statusmail.gateway.config import Settings, read_secret_file
+from statusmail.config import Settings, read_secret_file
 
 
 class Transport(Protocol):

@@ -8,7 +8,7 @@ from typing import Any, Iterable
 from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
-from statusmail.gateway.config import Settings
+from statusmail.config import Settings
 from statusmail.store.db import insert_values
 from statusmail.store.models import User
 

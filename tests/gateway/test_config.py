@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from statusmail.errors import ConfigError
-from statusmail.gateway.config import SECTIONS, load_settings
+from statusmail.config import SECTIONS, load_settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -18,7 +18,7 @@ from sqlmodel import Session, col, func, select
 
 from statusmail.errors import StoreUnavailable
 from statusmail.gateway.batcher import Batcher
-from statusmail.gateway.config import Settings
+from statusmail.config import Settings
 from statusmail.gateway.replies import DEFERRED_STORE, OK_DUPLICATE, OK_POSTED, smtp_reply
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Outcome, Reason

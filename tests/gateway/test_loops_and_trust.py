@@ -8,7 +8,7 @@ from email.message import EmailMessage
 import pytest
 from sqlmodel import Session, select
 
-from statusmail.gateway.config import load_settings
+from statusmail.config import load_settings
 from statusmail.store.db import make_engine, upgrade
 from statusmail.store.models import Bounce, InboundLog, Post, User
 from tests.conftest import make_mail, outbox_messages, write_config

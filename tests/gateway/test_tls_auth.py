@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from statusmail.gateway.config import load_settings
+from statusmail.config import load_settings
 from statusmail.gateway.smtpauth import hash_password, verify_password
 from tests.conftest import make_mail, write_config
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlmodel import Session, func, select
 
-from statusmail.gateway.config import Settings
+from statusmail.config import Settings
 from statusmail.gateway.replies import DEFERRED_ERROR, smtp_reply
 from statusmail.gateway.writer import WriterProcess
 from statusmail.inbound.envelope import Envelope

@@ -17,7 +17,7 @@ from sqlalchemy import event
 from sqlmodel import Session, col, select
 
 from statusmail.gateway.batcher import commit_batch
-from statusmail.gateway.config import Settings
+from statusmail.config import Settings
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Reason
 from statusmail.store.db import transaction
