@@ -35,7 +35,7 @@ import signal
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.policy import SMTP
 from pathlib import Path
 from typing import Any
@@ -233,7 +233,7 @@ allowed_domains = ["corp.example"]
         settings = load_settings(str(config), environ={})
         engine = make_engine(settings.gateway.database_url)
         upgrade(engine)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         started = time.perf_counter()
         posts = build(engine, args.users, now)
         print(f"data set: {args.users} users, {posts} posts in the last day, ~20 follows each "

@@ -18,8 +18,8 @@ import sqlite3
 import sys
 import threading
 
-from statusmail.gateway import batcher
 from statusmail.config import Settings
+from statusmail.gateway import batcher
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Outcome, Reason
 

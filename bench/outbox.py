@@ -28,7 +28,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from ingest import DOMAIN, PYTHON, free_port, stop, wait_for_port, write_config  # noqa: E402
-
 from sqlmodel import Session, func, select  # noqa: E402
 
 from statusmail.config import load_settings  # noqa: E402

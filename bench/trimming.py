@@ -13,8 +13,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.inbound.corpora import (  # noqa: E402
-    CORPORA, CORPUS_LOADERS, KNOWN_MISSES, corpora_present, is_correct, load_cases, new_text_of,
+from tests.inbound.corpora import (
+    CORPORA,
+    CORPUS_LOADERS,
+    KNOWN_MISSES,
+    corpora_present,
+    is_correct,
+    load_cases,
+    new_text_of,
     normalise,
 )
 

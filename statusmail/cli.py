@@ -14,16 +14,17 @@ import json
 import logging
 import secrets
 import sys
-from datetime import datetime, timezone
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import click
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from statusmail.errors import ConfigError, StoreUnavailable
 from statusmail.config import Settings, load_settings
+from statusmail.errors import ConfigError, StoreUnavailable
 from statusmail.logs import redact, setup_logging
 from statusmail.store.db import current_revision, make_engine, transaction, upgrade
 from statusmail.store.models import InboundLog, Outbox, Post, User
@@ -144,7 +145,7 @@ def parse_since(value: str | None) -> datetime | None:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise click.BadParameter(f"not an ISO 8601 date or time: {value!r}", param_hint="--since") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def require_user(session: Session, email: str) -> User:
@@ -500,8 +501,10 @@ def outbox_retry(app: App, outbox_id: int | None, retry_all: bool) -> None:
 
 def load_extensions() -> None:
     """Command groups that live in their own modules register themselves on ``main``."""
-    from statusmail import cli_admin  # noqa: F401
-    from statusmail import cli_digest  # noqa: F401
+    from statusmail import (
+        cli_admin,  # noqa: F401
+        cli_digest,  # noqa: F401
+    )
 
 
 load_extensions()

@@ -5,8 +5,9 @@ trail, follows and statistics. Registered on the main group by :mod:`statusmail.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import click
 from sqlalchemy import func
@@ -14,7 +15,16 @@ from sqlmodel import col, select
 
 from statusmail import moderation
 from statusmail.cli import (
-    App, config_option, emit, json_option, main, pass_app, posts, require_post, require_user, users,
+    App,
+    config_option,
+    emit,
+    json_option,
+    main,
+    pass_app,
+    posts,
+    require_post,
+    require_user,
+    users,
 )
 from statusmail.store.follows import UnknownTarget, follow, following, resolve_target, unfollow
 from statusmail.store.models import AuditEntry, Bounce, Outbox, Post, PostTag, User, utcnow

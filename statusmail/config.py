@@ -18,9 +18,10 @@ import os
 import re
 import tomllib
 import zoneinfo
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from statusmail.errors import ConfigError
 

@@ -12,10 +12,11 @@ import smtplib
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from click.testing import CliRunner

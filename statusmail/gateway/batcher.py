@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from statusmail.errors import StoreUnavailable
 from statusmail.config import Settings
+from statusmail.errors import StoreUnavailable
 from statusmail.gateway.writer import WriterProcess
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Outcome, Reason
@@ -101,7 +101,7 @@ class Batcher:
                 batch = self.next_batch()
                 try:
                     outcomes = await self.commit(batch)
-                except Exception:  # noqa: BLE001 - commit_batch and the writer never raise; be sure
+                except Exception:
                     log.exception("batch of %d messages lost; all deferred", len(batch))
                     outcomes = [LOST] * len(batch)
                 for job, outcome in zip(batch, outcomes):

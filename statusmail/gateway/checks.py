@@ -7,8 +7,8 @@ import os
 
 from sqlalchemy import Engine, text
 
-from statusmail.errors import StatusmailError
 from statusmail.config import Settings
+from statusmail.errors import StatusmailError
 from statusmail.outbound.transport import MaildirTransport, SmtpTransport, make_transport
 from statusmail.store.db import current_revision
 
@@ -20,7 +20,7 @@ def check_database(engine: Engine) -> Check:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         revision = current_revision(engine)
-    except Exception as exc:  # noqa: BLE001 - any failure is the answer here
+    except Exception as exc:
         return ("database", False, str(exc).splitlines()[0])
     if revision is None:
         return ("database", False, "reachable, but not initialised: run `statusmail init`")
@@ -41,7 +41,7 @@ def check_relay(settings: Settings) -> Check:
     if isinstance(transport, SmtpTransport):
         try:
             asyncio.run(asyncio.wait_for(transport.check(), 15))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return ("relay", False, f"{transport.host}:{transport.port}: {exc}")
         return ("relay", True, f"{transport.host}:{transport.port} answers")
     return ("relay", True, settings.outbound.transport)

@@ -25,17 +25,29 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
-from typing import Callable
 
 from sqlalchemy import Engine
 
-from statusmail.errors import StatusmailError
 from statusmail.config import ImapSettings, Settings, read_secret_file
-from statusmail.gateway.imapsession import (COMMAND_SECONDS, Connection, MailboxError, close_connection, command,
-                                            describe, fetch_message, first, idle, move_message, open_connection,
-                                            search_new, select_folder)
+from statusmail.errors import StatusmailError
+from statusmail.gateway.imapsession import (
+    COMMAND_SECONDS,
+    Connection,
+    MailboxError,
+    close_connection,
+    command,
+    describe,
+    fetch_message,
+    first,
+    idle,
+    move_message,
+    open_connection,
+    search_new,
+    select_folder,
+)
 from statusmail.gateway.imapwire import mailbox_name, parse_exists
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Outcome, Reason
@@ -98,7 +110,7 @@ class ImapPoller:
                     await self.read_mailbox()
                 finally:
                     await asyncio.to_thread(leader.release)
-            except Exception as exc:  # noqa: BLE001 - whatever broke, the answer is to reconnect later
+            except Exception as exc:
                 log.warning("IMAP %s:%d: %s; reconnecting in %.0fs", self.imap.host, self.imap.port,
                             describe(exc, read_secret_quietly(self.imap)), self.backoff)
                 await first(self.stopping.wait(), (), self.backoff)
@@ -197,7 +209,7 @@ def envelope_for(raw: bytes, host: str) -> Envelope:
         headers = BytesHeaderParser().parsebytes(raw)
         return_path = str(headers.get("Return-Path", "") or "").strip()
         from_header = str(headers.get("From", "") or "")
-    except Exception:  # noqa: BLE001 - the pipeline itself reports unparseable mail
+    except Exception:
         return_path, from_header = "", ""
     if return_path:
         mail_from = return_path.strip("<>").strip() or "<>"
@@ -223,7 +235,7 @@ def check_mailbox(settings: Settings) -> tuple[str, bool, str]:
 
     try:
         return ("mailbox", True, asyncio.run(asyncio.wait_for(probe(), COMMAND_SECONDS)))
-    except Exception as exc:  # noqa: BLE001 - any failure is the answer here
+    except Exception as exc:
         return ("mailbox", False, f"{where}: {describe(exc, read_secret_quietly(imap))}")
 
 

@@ -12,15 +12,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Iterable, TypeVar
+from typing import Any, TypeVar
 
 import aioimaplib
 
-from statusmail.errors import StatusmailError
 from statusmail.config import ImapSettings, read_secret_file
-from statusmail.gateway.imapwire import (listed, mailbox_name, parse_delimiter, parse_fetch, parse_search,
-                                         parse_uidvalidity, response_text)
+from statusmail.errors import StatusmailError
+from statusmail.gateway.imapwire import (
+    listed,
+    mailbox_name,
+    parse_delimiter,
+    parse_fetch,
+    parse_search,
+    parse_uidvalidity,
+    response_text,
+)
 from statusmail.logs import redact
 
 log = logging.getLogger(__name__)
@@ -140,7 +148,7 @@ async def close_connection(connection: Connection) -> None:
     if not connection.lost.is_set() and client.protocol.transport is not None:
         try:
             await asyncio.wait_for(client.logout(), CLOSE_SECONDS)
-        except Exception:  # noqa: BLE001 - we are leaving anyway
+        except Exception:
             pass
     transport = client.protocol.transport
     if transport is not None and not connection.lost.is_set():
@@ -154,7 +162,7 @@ async def close_connection(connection: Connection) -> None:
     if transport is not None:
         try:
             await asyncio.wait_for(connection.lost.wait(), CLOSE_SECONDS)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
     await asyncio.gather(client._client_task, *client.tasks, *client.protocol.tasks, return_exceptions=True)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 Line = bytes | bytearray
 

@@ -13,15 +13,15 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
-from statusmail.gateway.batcher import Batcher
 from statusmail.config import Settings
+from statusmail.gateway.batcher import Batcher
 from statusmail.gateway.imap import ImapPoller
 from statusmail.gateway.smtp import StatusHandler, protocol_factory
 from statusmail.gateway.writer import WriterProcess
 from statusmail.outbound.digest import DigestScheduler
 from statusmail.outbound.outbox import OutboxWorker
-from statusmail.store.retention import prune_periodically
 from statusmail.outbound.transport import Transport, make_transport
+from statusmail.store.retention import prune_periodically
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class Gateway:
         self.server.close()
         try:
             await asyncio.wait_for(self.handler.in_flight.idle.wait(), DRAIN_SECONDS)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("%d messages still in progress at shutdown", self.handler.in_flight.count)
         await self.batcher.close()  # commits what is queued; its senders get their replies
         if self.poller is not None:  # finish the message in hand before the outbox stops

@@ -15,19 +15,22 @@ import logging
 import ssl
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from functools import cached_property
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session as SmtpSession
+from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import Envelope as SmtpEnvelope
+from aiosmtpd.smtp import Session as SmtpSession
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
+from statusmail.config import Settings
 from statusmail.errors import StoreUnavailable
 from statusmail.gateway.batcher import Batcher
-from statusmail.config import Settings
-from statusmail.gateway.smtpauth import Authenticator
 from statusmail.gateway.replies import DEFERRED_ERROR, DEFERRED_STORE, smtp_reply
+from statusmail.gateway.smtpauth import Authenticator
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Outcome, Reason
 from statusmail.inbound.pipeline import record_refusal, run

@@ -74,7 +74,7 @@ class WriterProcess:
             else:  # copying megabytes would hold up every session on the loop meanwhile
                 await asyncio.to_thread(self.pipe.send, jobs)
             return await self.answer(self.pipe)
-        except Exception as exc:  # noqa: BLE001 - EOFError/OSError when the child died
+        except Exception as exc:
             log.error("writer process lost with %d messages in hand (%r); all deferred", len(jobs), exc)
             await asyncio.to_thread(self.stop)  # the next batch starts a new one
             return [Outcome("refused", Reason.INTERNAL_ERROR, "writer process lost")] * len(jobs)
@@ -89,7 +89,7 @@ class WriterProcess:
             loop.remove_reader(pipe.fileno())
             try:  # the child writes its reply at once: recv() does not wait long, if at all
                 replied.set_result(pipe.recv())
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting store()
+            except BaseException as exc:
                 replied.set_exception(exc)
 
         loop.add_reader(pipe.fileno(), readable)

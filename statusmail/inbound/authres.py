@@ -81,7 +81,7 @@ def organizational_domain(domain: str) -> str:
 def _registrable(normalized: str) -> str:
     try:
         registrable = _psl().privatesuffix(normalized)
-    except Exception:  # noqa: BLE001 - a malformed name has no organization but itself
+    except Exception:
         registrable = None
     return registrable or normalized
 
@@ -123,7 +123,7 @@ def _raw_authres_values(msg: Message) -> list[str]:
                 values.append(str(value)[:_MAX_HEADER_CHARS])
                 if len(values) >= _MAX_HEADERS:
                     break
-    except Exception:  # noqa: BLE001
+    except Exception:
         return values
     return values
 

@@ -39,13 +39,13 @@ def parse_dsn(msg: Message) -> list[BounceReport]:
     """The bounce reports of a DSN, in the order given; [] for anything else."""
     try:
         blocks = _status_blocks(msg)
-    except Exception:  # noqa: BLE001 - broken MIME is "not a DSN"
+    except Exception:
         return []
     reports: list[BounceReport] = []
     for fields in blocks:
         try:
             report = _report_from_block(fields)
-        except Exception:  # noqa: BLE001 - skip one broken block, keep the others
+        except Exception:
             report = None
         if report is not None:
             reports.append(report)

@@ -9,7 +9,7 @@ that failed. Without a body the subject is the command, which is how the
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from statusmail.config import is_timezone
 from statusmail.inbound.extract import extract_body

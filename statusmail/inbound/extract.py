@@ -19,8 +19,8 @@ import logging
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
 
-from statusmail.inbound.htmltext import html_to_text
 from statusmail.inbound.flowed import unflow
+from statusmail.inbound.htmltext import html_to_text
 from statusmail.inbound.trimming import MAX_CHARS, trim_reply
 
 log = logging.getLogger(__name__)

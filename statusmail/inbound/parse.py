@@ -18,13 +18,14 @@ from email.headerregistry import UnstructuredHeader
 from email.message import EmailMessage
 from email.utils import getaddresses
 
+from sqlalchemy import bindparam, select
+
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.memo import remember_short
 from statusmail.inbound.outcome import Discarded, Reason, Refused
 from statusmail.inbound.recipients import Kind, classify_recipient
 from statusmail.store.direct import Direct
 from statusmail.store.models import InboundLog
-from sqlalchemy import bindparam, select
 
 MAX_HEADERS = 500
 MAX_PARTS = 200
@@ -78,14 +79,14 @@ def header_text(msg: EmailMessage, name: str) -> str:
             return "".join(value.splitlines())
     try:
         value = msg.get(name)
-    except Exception:  # noqa: BLE001 - the email package raises many kinds on broken headers
+    except Exception:
         raw = msg.get_all(name, failobj=[]) if hasattr(msg, "get_all") else []
         value = raw[0] if raw else None
     if value is None:
         return ""
     try:
         return without_surrogates(str(value))
-    except Exception:  # noqa: BLE001
+    except Exception:
         return ""
 
 

@@ -20,20 +20,21 @@ same with a transaction of one message (IMAP, ``inject``, ``reprocess``).
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
 
-from statusmail.errors import StoreUnavailable
 from statusmail.config import Settings
+from statusmail.errors import StoreUnavailable
 from statusmail.inbound import commands, loops, parse, publish, senders, text, threads
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.incoming import Incoming
-from statusmail.inbound.parse import without_surrogates as clean
 from statusmail.inbound.outcome import Deferred, Discarded, Held, Outcome, Reason, Refused
+from statusmail.inbound.parse import without_surrogates as clean
 from statusmail.inbound.recipients import Kind, classify_recipient
 from statusmail.logs import redact
 from statusmail.store.db import begin_immediate, insert_values, transaction

@@ -121,7 +121,7 @@ def robot_reason(msg: Message, envelope_sender: str) -> str | None:
     ):
         try:
             reason = check()
-        except Exception:  # noqa: BLE001 - a broken header must not crash the check
+        except Exception:
             reason = None
         if reason:
             return reason
@@ -132,7 +132,7 @@ def _header_names(msg: Message) -> list[str]:
     """The header names in order; never parses values."""
     try:
         return [str(name) for name in msg.keys()]
-    except Exception:  # noqa: BLE001
+    except Exception:
         return []
 
 
@@ -142,7 +142,7 @@ def _raw_values(msg: Message, name: str) -> list[str]:
     values: list[str] = []
     try:
         items = msg.raw_items()
-    except Exception:  # noqa: BLE001
+    except Exception:
         return values
     for key, value in items:
         if str(key).lower() == wanted:

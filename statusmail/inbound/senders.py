@@ -21,7 +21,6 @@ from statusmail.store.direct import Direct
 from statusmail.store.models import Post
 from statusmail.store.users import find_user, normalize_email, register_user
 
-
 HOLD_UNAUTHENTICATED = "hold-unauthenticated"  # Envelope.notes flag from transports that cannot refuse
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from typing import Any
@@ -64,7 +64,7 @@ class Draft:
 def build_message(draft: Draft, settings: Settings, *, message_id: str | None = None,
                   now: datetime | None = None) -> EmailMessage:
     """The complete message for ``draft``: headers set in code, bodies from templates."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     msg = EmailMessage()
     msg["From"] = mailbox(settings.outbound.from_name, settings.gateway.address)
     msg["To"] = mailbox(draft.to_name, draft.to)

@@ -31,20 +31,20 @@ import asyncio
 import gc
 import logging
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
-from typing import Callable, Iterator, Sequence
 from urllib.parse import quote
 
 from sqlalchemy import Engine, func, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from statusmail.errors import StoreUnavailable
 from statusmail.config import Settings
+from statusmail.errors import StoreUnavailable
 from statusmail.gil import short_gil_turns
 from statusmail.inbound.recipients import token_address
 from statusmail.outbound.compose import Draft, build_message
@@ -401,7 +401,7 @@ class DigestScheduler:
         while not self._stopping.is_set():
             try:
                 await asyncio.wait_for(self._wakeup.wait(), self.interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             if self._stopping.is_set():
                 break
@@ -409,7 +409,7 @@ class DigestScheduler:
                 await self.tick()
             except StoreUnavailable as exc:
                 log.warning("digests: database unavailable: %s", exc)
-            except Exception:  # noqa: BLE001 - one bad digest run must not stop serve; next minute retries
+            except Exception:
                 log.exception("digests: run failed")
 
     def stop(self) -> None:

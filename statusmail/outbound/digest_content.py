@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import heapq
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import attrgetter
-from typing import Iterator, Sequence, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select

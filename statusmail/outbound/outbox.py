@@ -26,8 +26,8 @@ from typing import Any, NamedTuple
 from sqlalchemy import Engine, func, insert
 from sqlmodel import Session, col, or_, select, update
 
-from statusmail.errors import PermanentTransportError, StoreUnavailable, TransportError
 from statusmail.config import Settings
+from statusmail.errors import PermanentTransportError, StoreUnavailable, TransportError
 from statusmail.inbound.recipients import bounce_address
 from statusmail.logs import redact
 from statusmail.outbound.transport import Transport
@@ -333,7 +333,7 @@ class OutboxWorker:
                 self.wakeup.clear()
                 try:
                     await asyncio.wait_for(self.wakeup.wait(), pause)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 pause = min(pause * 2, self.idle_seconds)
         try:

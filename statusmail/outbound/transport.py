@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 
 import aiosmtplib
 
-from statusmail.errors import ConfigError, PermanentTransportError, TransportError
 from statusmail.config import Settings, read_secret_file
+from statusmail.errors import ConfigError, PermanentTransportError, TransportError
 
 
 class Transport(Protocol):
@@ -113,7 +113,7 @@ class SmtpTransport:
             if 500 <= exc.code < 600:
                 raise PermanentTransportError(f"relay answered {exc.code} {exc.message}") from exc
             raise TransportError(f"relay answered {exc.code} {exc.message}") from exc
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             drop(client)
             raise TransportError(f"relay {self.host}:{self.port}: {exc}") from exc
         except BaseException:  # cancelled mid-conversation: the connection's state is unknown
@@ -137,7 +137,7 @@ class SmtpTransport:
                 continue
             try:
                 await client.quit()
-            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+            except (TimeoutError, aiosmtplib.SMTPException, OSError):
                 client.close()
 
 
@@ -147,7 +147,7 @@ def drop(client: aiosmtplib.SMTP | None) -> None:
         return
     try:
         client.close()
-    except Exception:  # noqa: BLE001 - closing a broken connection may fail any way
+    except Exception:
         pass
 
 

@@ -13,8 +13,9 @@ raised as SQLAlchemy's, so callers catch one family of exceptions whichever path
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import Executable
 from sqlalchemy.engine import Dialect

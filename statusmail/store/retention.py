@@ -41,5 +41,5 @@ async def prune_periodically(engine: Engine, keep_days: int, stopping: asyncio.E
             log.warning("retention: database unavailable: %s", exc)
         try:
             await asyncio.wait_for(stopping.wait(), every_seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, select
 
@@ -24,7 +24,7 @@ def digests_and_mail(engine) -> tuple[int, int]:
 
 
 def an_hour_ago() -> datetime:
-    return datetime.now(timezone.utc) - timedelta(hours=1)
+    return datetime.now(UTC) - timedelta(hours=1)
 
 
 def test_preview_prints_the_text_digest_and_changes_nothing(cli, engine):

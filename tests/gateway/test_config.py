@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from statusmail.errors import ConfigError
 from statusmail.config import SECTIONS, load_settings
+from statusmail.errors import ConfigError
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

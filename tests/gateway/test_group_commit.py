@@ -9,16 +9,16 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import threading
+from collections.abc import Iterator
 from email import policy
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 from sqlmodel import Session, col, func, select
 
+from statusmail.config import Settings
 from statusmail.errors import StoreUnavailable
 from statusmail.gateway.batcher import Batcher
-from statusmail.config import Settings
 from statusmail.gateway.replies import DEFERRED_STORE, OK_DUPLICATE, OK_POSTED, smtp_reply
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Outcome, Reason

@@ -4,8 +4,9 @@ started by the tests, and the response parsing on captured server output."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from sqlmodel import Session, select

@@ -18,6 +18,7 @@ from statusmail.inbound.outcome import Reason
 from statusmail.store.models import InboundLog, Post
 from tests.conftest import make_mail
 
+
 def batch(n: int, first: int = 0) -> list[tuple[bytes, Envelope]]:
     """n posts, each by its own sender (posts_per_hour is per sender)."""
     return [(make_mail(sender=f"user{i}@corp.example", body=f"update {i}").as_bytes(policy=policy.SMTP),

@@ -9,15 +9,16 @@ a rollback leaves neither rows nor objects behind.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from email import policy
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import event
 from sqlmodel import Session, col, select
 
-from statusmail.gateway.batcher import commit_batch
 from statusmail.config import Settings
+from statusmail.gateway.batcher import commit_batch
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Reason
 from statusmail.store.db import transaction

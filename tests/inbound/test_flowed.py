@@ -5,7 +5,8 @@ from __future__ import annotations
 import email
 from email import policy
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from statusmail.inbound.extract import extract_body
 from statusmail.inbound.flowed import unflow

@@ -5,7 +5,8 @@ from __future__ import annotations
 import email
 from email import policy
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from statusmail.inbound.parse import PARSING, header_text
 

@@ -7,7 +7,7 @@ import gc
 import re
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 from urllib.parse import unquote
@@ -19,7 +19,7 @@ from statusmail.outbound.digest_schedule import period_key
 from statusmail.store.models import Digest, Follow, Mention, Mute, Outbox, OutboxBody, Post, PostTag, ReplyToken, User
 from tests.conftest import make_mail, outbox_messages
 
-NOW = datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
 
 def add_user(engine: Any, email: str, name: str = "", **fields: Any) -> int:
@@ -87,13 +87,13 @@ def test_readers_in_tokyo_and_new_york_get_their_digest_at_their_own_eight_ocloc
     york = add_user(engine, "nora@corp.example", timezone="America/New_York")
     carol = add_user(engine, "carol@corp.example", digest="off")
     with Session(engine) as session:  # both had yesterday's digest at their 08:00
-        session.add(Digest(user_id=tokyo, period="2026-11-25", covered_until=datetime(2026, 11, 24, 23, tzinfo=timezone.utc)))
-        session.add(Digest(user_id=york, period="2026-11-25", covered_until=datetime(2026, 11, 25, 13, tzinfo=timezone.utc)))
+        session.add(Digest(user_id=tokyo, period="2026-11-25", covered_until=datetime(2026, 11, 24, 23, tzinfo=UTC)))
+        session.add(Digest(user_id=york, period="2026-11-25", covered_until=datetime(2026, 11, 25, 13, tzinfo=UTC)))
         session.commit()
     for reader in (tokyo, york):
         add_follow(engine, reader, target=carol)
-    add_post(engine, carol, "Quarterly numbers are in", datetime(2026, 11, 25, 20, 0, tzinfo=timezone.utc))
-    clock = [datetime(2026, 11, 25, 22, 59, tzinfo=timezone.utc)]
+    add_post(engine, carol, "Quarterly numbers are in", datetime(2026, 11, 25, 20, 0, tzinfo=UTC))
+    clock = [datetime(2026, 11, 25, 22, 59, tzinfo=UTC)]
     pokes: list[int] = []
     scheduler = DigestScheduler(settings, engine, on_queued=lambda: pokes.append(1), now=lambda: clock[0])
 
@@ -104,12 +104,12 @@ def test_readers_in_tokyo_and_new_york_get_their_digest_at_their_own_eight_ocloc
             return {f"{session.get(User, d.user_id).email} {d.period}"  # type: ignore[union-attr]
                     for d in session.exec(select(Digest).where(Digest.period == "2026-11-26"))}
 
-    assert tick_at(datetime(2026, 11, 25, 22, 59, tzinfo=timezone.utc)) == set()  # 07:59 in Tokyo
-    assert tick_at(datetime(2026, 11, 25, 23, 0, tzinfo=timezone.utc)) == {"kenji@corp.example 2026-11-26"}
-    assert tick_at(datetime(2026, 11, 26, 12, 59, tzinfo=timezone.utc)) == {"kenji@corp.example 2026-11-26"}
-    assert tick_at(datetime(2026, 11, 26, 13, 0, tzinfo=timezone.utc)) == {  # 08:00 EST
+    assert tick_at(datetime(2026, 11, 25, 22, 59, tzinfo=UTC)) == set()  # 07:59 in Tokyo
+    assert tick_at(datetime(2026, 11, 25, 23, 0, tzinfo=UTC)) == {"kenji@corp.example 2026-11-26"}
+    assert tick_at(datetime(2026, 11, 26, 12, 59, tzinfo=UTC)) == {"kenji@corp.example 2026-11-26"}
+    assert tick_at(datetime(2026, 11, 26, 13, 0, tzinfo=UTC)) == {  # 08:00 EST
         "kenji@corp.example 2026-11-26", "nora@corp.example 2026-11-26"}
-    assert tick_at(datetime(2026, 11, 26, 18, 0, tzinfo=timezone.utc)) == {
+    assert tick_at(datetime(2026, 11, 26, 18, 0, tzinfo=UTC)) == {
         "kenji@corp.example 2026-11-26", "nora@corp.example 2026-11-26"}
     assert [row.to_addr for row in queued_digests(engine)] == ["kenji@corp.example", "nora@corp.example"]
     assert len(pokes) == 2
@@ -122,12 +122,12 @@ def test_a_weekly_digest_belongs_to_the_iso_week_and_waits_for_the_weekly_day(se
         user.digest = "weekly"  # type: ignore[union-attr]
         session.add(user)
         session.commit()
-    assert period_key("weekly", datetime(2026, 11, 26, tzinfo=timezone.utc)) == "2026-W48"
-    add_post(engine, carol, "Weekly plan", datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc))
-    sunday = datetime(2026, 11, 29, 23, 0, tzinfo=timezone.utc)  # week 48's monday 08:00 has passed
+    assert period_key("weekly", datetime(2026, 11, 26, tzinfo=UTC)) == "2026-W48"
+    add_post(engine, carol, "Weekly plan", datetime(2026, 11, 27, 12, 0, tzinfo=UTC))
+    sunday = datetime(2026, 11, 29, 23, 0, tzinfo=UTC)  # week 48's monday 08:00 has passed
     assert send_digests(settings, engine, now=sunday, user_ids=[lea]).queued == 1
-    monday_early = datetime(2026, 11, 30, 7, 59, tzinfo=timezone.utc)
-    add_post(engine, carol, "Monday plan", datetime(2026, 11, 30, 7, 0, tzinfo=timezone.utc))
+    monday_early = datetime(2026, 11, 30, 7, 59, tzinfo=UTC)
+    add_post(engine, carol, "Monday plan", datetime(2026, 11, 30, 7, 0, tzinfo=UTC))
     assert send_digests(settings, engine, now=monday_early, user_ids=[lea]).queued == 0
     assert send_digests(settings, engine, now=monday_early.replace(hour=8, minute=0), user_ids=[lea]).queued == 1
     assert [(row.period, row.item_count) for row in digest_rows(engine)] == [("2026-W48", 1), ("2026-W49", 1)]
@@ -284,7 +284,7 @@ def test_each_item_shows_author_local_time_reply_count_and_a_reply_link(settings
     lea = add_user(engine, "lea@corp.example", "Lea Leader", timezone="Europe/Berlin")
     carol = add_user(engine, "carol@corp.example", "Carol Coder")
     add_follow(engine, lea, target=carol)
-    post = add_post(engine, carol, "Ship it? Yes & no <b>", datetime(2026, 11, 26, 7, 5, tzinfo=timezone.utc))
+    post = add_post(engine, carol, "Ship it? Yes & no <b>", datetime(2026, 11, 26, 7, 5, tzinfo=UTC))
     add_post(engine, lea, "yes", NOW - timedelta(minutes=10), parent=post)
     report = send_digests(settings, engine, now=NOW, force=True, user_ids=[lea])
     assert report.queued == 1
@@ -336,7 +336,7 @@ def test_banned_and_suspended_readers_get_no_digest(settings, engine):
 
 def test_a_reply_to_a_digest_items_address_lands_in_that_items_thread(settings, engine, gateway):
     lea, carol = two_people(engine)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     root = add_post(engine, carol, "Launch checklist", now - timedelta(hours=3))
     answer = add_post(engine, carol, "Checklist item 3 is done", now - timedelta(hours=1), parent=root)
     assert send_digests(settings, engine, now=now, force=True, user_ids=[lea]).queued == 1

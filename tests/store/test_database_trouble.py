@@ -10,8 +10,8 @@ import threading
 import pytest
 from sqlmodel import Session, select
 
-from statusmail.gateway import replies
 from statusmail.config import load_settings
+from statusmail.gateway import replies
 from statusmail.store.db import make_engine, upgrade
 from statusmail.store.models import Post
 from tests.conftest import PG_URL, RunningGateway, make_mail, on_postgres, write_config

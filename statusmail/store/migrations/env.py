@@ -1,9 +1,9 @@
 """Alembic environment: statusmail always passes an open connection (store.db.upgrade)."""
 
 from alembic import context
+from sqlmodel import SQLModel
 
 from statusmail.store import models  # noqa: F401  (registers the tables on the metadata)
-from sqlmodel import SQLModel
 
 connection = context.config.attributes["connection"]
 context.configure(
