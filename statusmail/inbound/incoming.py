@@ -13,6 +13,7 @@ from statusmail.config import Settings
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Outcome
 from statusmail.inbound.recipients import Kind
+from statusmail.store.changes import Change
 from statusmail.store.models import Post, User, utcnow
 
 
@@ -42,6 +43,7 @@ class Incoming:
     holds: list[str] = field(default_factory=list)
     post_id: int | None = None  # the stored post's id
     queued: bool = False  # a stage wrote mail to the outbox (notification, notice, command answer)
+    changes: list[Change] = field(default_factory=list)  # applied by the recorder, never by a stage
 
     @property
     def message(self) -> EmailMessage:

@@ -146,6 +146,8 @@ def process(session: Session, raw: bytes, envelope: Envelope, settings: Settings
     try:
         outcome = decide(mail)
         if outcome.reason is not Reason.DUPLICATE:
+            for change in mail.changes:
+                change.apply(session)
             outcome = store_outcome(mail, outcome)
         savepoint.commit()
     except (Refused, Deferred) as stop:
