@@ -17,7 +17,7 @@ from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.outcome import Discarded, Reason
 from statusmail.inbound.text import has_reply_prefix
 from statusmail.inbound.threads import post_answered
-from statusmail.outbound.notices import queue_notice
+from statusmail.outbound.notices import QueueNotice
 from statusmail.store.follows import UnknownTarget, follow, following, resolve_target, set_mute, unfollow
 
 MAX_LINES = 20
@@ -137,8 +137,9 @@ def run_commands(mail: Incoming) -> None:
             failed = True
             break  # the rest is probably a signature or a quote
         results.append((line, handler(mail, args.strip())))
-    answer = queue_notice(mail.session, mail.settings, mail.user, "commands", kind="command",  # type: ignore[arg-type]
-                          subject="Re: " + (mail.subject.strip() or "your commands"),
-                          context={"results": results, "failed": failed, "help": HELP}, in_reply_to=mail.message_id)
-    mail.queued = answer is not None
+    assert mail.user is not None
+    mail.changes.append(QueueNotice(mail.settings, mail.user, "commands", kind="command",
+                                    subject="Re: " + (mail.subject.strip() or "your commands"),
+                                    context={"results": results, "failed": failed, "help": HELP},
+                                    in_reply_to=mail.message_id))
     raise Discarded(Reason.COMMANDS, f"{len(results)} command(s)" + (", one not understood" if failed else ""))

@@ -147,7 +147,7 @@ def process(session: Session, raw: bytes, envelope: Envelope, settings: Settings
         outcome = decide(mail)
         if outcome.reason is not Reason.DUPLICATE:
             for change in mail.changes:
-                change.apply(session)
+                mail.queued = change.apply(session) or mail.queued
             outcome = store_outcome(mail, outcome)
         savepoint.commit()
     except (Refused, Deferred) as stop:

@@ -17,7 +17,7 @@ from statusmail.inbound.extract import extract_body
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.outcome import Discarded, Reason, Refused
 from statusmail.inbound.tags import find_handles, find_tags
-from statusmail.outbound.notices import queue_notice
+from statusmail.outbound.notices import QueueNotice
 from statusmail.store.models import User
 
 GENERIC_SUBJECTS = {"", "status", "update", "post", "fyi", "(no subject)", "no subject", "status update"}
@@ -69,11 +69,10 @@ def enforce_brevity(mail: Incoming) -> None:
     if mail.unauthenticated:
         # The sender may be forged: tell no one (no backscatter), just do not post.
         raise Discarded(Reason.TOO_LONG, f"{length} characters, the limit is {limit}; unauthenticated, not answered")
-    notice = queue_notice(mail.session, mail.settings, mail.user, "too_long",
-                          subject=f"Not posted: your update is {length} characters (the limit is {limit})",
-                          context={"length": length, "limit": limit, "text": mail.text},
-                          in_reply_to=mail.message_id)
-    mail.queued = notice is not None
+    mail.changes.append(QueueNotice(mail.settings, mail.user, "too_long",
+                                    subject=f"Not posted: your update is {length} characters (the limit is {limit})",
+                                    context={"length": length, "limit": limit, "text": mail.text},
+                                    in_reply_to=mail.message_id))
     raise Discarded(Reason.TOO_LONG, f"{length} characters, the limit is {limit}")
 
 

@@ -8,6 +8,7 @@ cannot keep a loop going: past the cap the answer is skipped and the log says so
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlmodel import Session
@@ -33,3 +34,20 @@ def queue_notice(session: Session, settings: Settings, user: User, template: str
                   reply_to=settings.gateway.address, in_reply_to=in_reply_to,
                   references=[in_reply_to] if in_reply_to else [])
     return enqueue(session, build_message(draft, settings), settings, kind=kind, to=user.email, user_id=user.id)
+
+
+@dataclass(frozen=True)
+class QueueNotice:
+    """A decision's automatic answer to its sender (a :class:`~statusmail.store.changes.Change`)."""
+
+    settings: Settings
+    user: User
+    template: str
+    subject: str
+    context: dict[str, Any] = field(default_factory=dict)
+    in_reply_to: str = ""
+    kind: str = "notice"
+
+    def apply(self, session: Session) -> bool:
+        return queue_notice(session, self.settings, self.user, self.template, subject=self.subject,
+                            context=self.context, in_reply_to=self.in_reply_to, kind=self.kind) is not None

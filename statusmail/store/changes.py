@@ -16,6 +16,8 @@ from sqlmodel import Session
 
 
 class Change(Protocol):
-    """One write a decision asks for; applied by the recorder, never by a stage."""
+    """One write a decision asks for; applied by the recorder, never by a stage.
 
-    def apply(self, session: Session) -> None: ...
+    ``apply`` returns whether it queued mail, so the outbox worker is woken."""
+
+    def apply(self, session: Session) -> bool: ...
