@@ -43,7 +43,7 @@ def append_batch(settings: Settings, engine: object, jobs: list[tuple[bytes, Env
     spool.execute("BEGIN IMMEDIATE")
     spool.executemany("INSERT INTO spool (raw) VALUES (?)", [(raw,) for raw, _ in jobs])
     spool.execute("COMMIT")
-    return [Outcome("accepted", Reason.POSTED)] * len(jobs)
+    return [Outcome(Reason.POSTED)] * len(jobs)
 
 
 batcher.commit_batch = append_batch  # type: ignore[assignment]

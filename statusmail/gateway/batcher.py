@@ -6,11 +6,10 @@ message, concurrent DATA commands queue on that lock (SQLite's busy handler slee
 between retries) and pay an fsync each. Here each DATA handler adds (raw, envelope) to
 the waiting list and awaits a future. One batch is in flight at a time: while it is
 being stored, the next one gathers; when it returns, everything waiting (up to
-:data:`MAX_BATCH`) goes as the next batch. :func:`commit_batch` runs each message through
-the pipeline in its own SAVEPOINT (:func:`statusmail.inbound.pipeline.process`), commits
-once, and only after that commit has returned are the futures settled. A refusal rolls
-back its own savepoint and logs its row in the shared transaction; a failed commit
-answers every message of the batch ``451 4.3.0`` and stores none of them.
+:data:`MAX_BATCH`) goes as the next batch. :func:`~statusmail.inbound.pipeline.commit_batch`
+decides every message, records the decisions in one transaction, and only after that
+commit has returned are the futures settled. A refused message writes only its log row;
+a failed commit answers every message of the batch ``451 4.3.0`` and stores none of them.
 
 A lone message is sent on at once, so an idle gateway answers no later than without
 batching.
@@ -35,13 +34,10 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from statusmail.config import Settings
-from statusmail.errors import StoreUnavailable
 from statusmail.gateway.writer import WriterProcess
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Outcome, Reason
-from statusmail.inbound.pipeline import process
-from statusmail.store.db import begin_immediate, transaction
-from statusmail.store.users import preload_users
+from statusmail.inbound.pipeline import commit_batch
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +47,7 @@ MAX_BATCH = 64
 # And at most this many bytes of messages (always at least one message): 64 messages of
 # smtp.max_message_bytes would be 640 MiB in each process at once.
 MAX_BATCH_BYTES = 16 * 1024 * 1024
-LOST = Outcome("refused", Reason.INTERNAL_ERROR, "batch lost")
+LOST = Outcome(Reason.INTERNAL_ERROR, "batch lost")
 
 
 @dataclass
@@ -135,22 +131,3 @@ class Batcher:
         self.started = False
         if self.writer is not None:
             await asyncio.to_thread(self.writer.stop)
-
-
-def commit_batch(settings: Settings, engine: Engine, jobs: list[tuple[bytes, Envelope]],
-                 before_commit: Callable[[Session], None] | None = None) -> list[Outcome]:
-    """Run the pipeline on every message in one transaction; the outcomes once it committed."""
-    try:
-        with transaction(engine) as session:
-            begin_immediate(session)
-            preload_users(session, (envelope.mail_from for _, envelope in jobs))
-            outcomes = [process(session, raw, envelope, settings) for raw, envelope in jobs]
-            if before_commit is not None:
-                before_commit(session)
-        return outcomes  # the with block has committed: now 250 is true
-    except StoreUnavailable as exc:
-        log.error("database unavailable, %d messages deferred: %s", len(jobs), exc)
-        return [Outcome("refused", Reason.STORE_UNAVAILABLE, str(exc))] * len(jobs)
-    except Exception:
-        log.exception("group commit of %d messages failed; all deferred", len(jobs))
-        return [Outcome("refused", Reason.INTERNAL_ERROR, "internal error")] * len(jobs)

@@ -50,7 +50,7 @@ from statusmail.gateway.imapsession import (
 )
 from statusmail.gateway.imapwire import mailbox_name, parse_exists
 from statusmail.inbound.envelope import Envelope
-from statusmail.inbound.outcome import Outcome, Reason
+from statusmail.inbound.outcome import Mailbox, Outcome, Reason
 from statusmail.inbound.pipeline import run
 from statusmail.inbound.senders import HOLD_UNAUTHENTICATED
 from statusmail.store.db import transaction
@@ -63,9 +63,6 @@ BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 300.0
 LEADER_RETRY_SECONDS = 30.0  # how often a waiting process asks for the mailbox's leader lock
 MAX_INTERNAL_ERRORS = 5  # a message that crashes the pipeline this often goes to failed_folder
-
-# Outcomes a sending MTA would be told to retry (451): the message stays in the folder.
-DEFERRED = frozenset({Reason.RATE_LIMITED, Reason.STORE_UNAVAILABLE, Reason.INTERNAL_ERROR})
 
 # Over IMAP nothing can be refused in a dialogue: ask the pipeline to hold for a
 # moderator, rather than refuse, a message whose sender fails authentication.
@@ -167,13 +164,14 @@ class ImapPoller:
             return True  # expunged by someone else meanwhile
         envelope = envelope_for(raw, self.imap.host)
         outcome: Outcome = await asyncio.to_thread(run, raw, envelope, self.settings, self.engine)
-        if outcome.reason in DEFERRED:
+        if outcome.disposition.mailbox is Mailbox.RETRY:
             if outcome.reason is Reason.STORE_UNAVAILABLE:
                 return None
             if outcome.reason is not Reason.INTERNAL_ERROR or not self.gave_up(connection, uid):
                 log.info("UID %d deferred (%s): left in %s", uid, outcome.reason.value, self.imap.folder)
                 return False
-        target = self.imap.processed_folder if outcome.accepted else self.imap.failed_folder
+        processed = outcome.disposition.mailbox is Mailbox.PROCESSED
+        target = self.imap.processed_folder if processed else self.imap.failed_folder
         await move_message(connection, uid, target)
         if outcome.queued:
             self.on_queued()

@@ -29,10 +29,9 @@ from sqlmodel import col, select
 from statusmail.config import Settings
 from statusmail.errors import StoreUnavailable
 from statusmail.gateway.batcher import Batcher
-from statusmail.gateway.replies import DEFERRED_ERROR, DEFERRED_STORE, smtp_reply
 from statusmail.gateway.smtpauth import Authenticator
 from statusmail.inbound.envelope import Envelope
-from statusmail.inbound.outcome import Outcome, Reason
+from statusmail.inbound.outcome import DEFERRED_ERROR, DEFERRED_STORE, Outcome, Reason, smtp_reply
 from statusmail.inbound.pipeline import record_refusal, run
 from statusmail.inbound.recipients import classify_recipient
 from statusmail.logs import redact

@@ -77,7 +77,7 @@ class WriterProcess:
         except Exception as exc:
             log.error("writer process lost with %d messages in hand (%r); all deferred", len(jobs), exc)
             await asyncio.to_thread(self.stop)  # the next batch starts a new one
-            return [Outcome("refused", Reason.INTERNAL_ERROR, "writer process lost")] * len(jobs)
+            return [Outcome(Reason.INTERNAL_ERROR, "writer process lost")] * len(jobs)
 
     @staticmethod
     async def answer(pipe: Connection) -> list[Outcome]:
@@ -121,7 +121,7 @@ class WriterProcess:
 
 def serve_batches(pipe: Connection, settings: Settings) -> None:
     """The child: store each batch it is sent and answer with the outcomes, until None."""
-    from statusmail.gateway.batcher import commit_batch
+    from statusmail.inbound.pipeline import commit_batch
     from statusmail.logs import flush_logs, setup_logging
     from statusmail.store.db import make_engine
 

@@ -18,7 +18,17 @@ from statusmail.inbound.outcome import Discarded, Reason
 from statusmail.inbound.text import has_reply_prefix
 from statusmail.inbound.threads import post_answered
 from statusmail.outbound.notices import QueueNotice
-from statusmail.store.follows import UnknownTarget, follow, following, resolve_target, set_mute, unfollow
+from statusmail.store.follows import (
+    FollowChange,
+    MuteChange,
+    Target,
+    UnknownTarget,
+    following,
+    is_following,
+    is_muted,
+    resolve_target,
+)
+from statusmail.store.users import SetUserFields
 
 MAX_LINES = 20
 HELP = """\
@@ -55,59 +65,88 @@ def do_help(mail: Incoming, args: str) -> str:
 
 
 def do_follow(mail: Incoming, args: str) -> str:
+    assert mail.user is not None
     try:
         target = resolve_target(mail.session, args)
     except UnknownTarget as exc:
         return f"not done: {exc}"
-    if target.user is not None and target.user.id == mail.user.id:  # type: ignore[union-attr]
+    if target.user is not None and target.user.email == mail.user.email:
         return "not done: you cannot follow yourself"
-    return f"now following {target}" if follow(mail.session, mail.user, target) else f"already following {target}"  # type: ignore[arg-type]
+    if follows_now(mail, target):
+        return f"already following {target}"
+    mail.changes.append(FollowChange(mail.user, target, follow=True))
+    return f"now following {target}"
 
 
 def do_unfollow(mail: Incoming, args: str) -> str:
+    assert mail.user is not None
     try:
         target = resolve_target(mail.session, args)
     except UnknownTarget as exc:
         return f"not done: {exc}"
-    return f"no longer following {target}" if unfollow(mail.session, mail.user, target) else f"you were not following {target}"  # type: ignore[arg-type]
+    # Recorded even when not followed: an org-chart default must not follow them later.
+    was_following = follows_now(mail, target)
+    mail.changes.append(FollowChange(mail.user, target, follow=False))
+    if not was_following:
+        return f"you were not following {target}"
+    return f"no longer following {target}"
 
 
 def do_following(mail: Incoming, args: str) -> str:
-    targets = following(mail.session, mail.user)  # type: ignore[arg-type]
+    assert mail.user is not None
+    targets = following(mail.session, mail.user) if mail.user.id is not None else []
+    for change in mail.changes:  # what the earlier lines of this message changed
+        if isinstance(change, FollowChange):
+            targets = [t for t in targets if t != change.target] + ([change.target] if change.follow else [])
     return "you follow:\n" + "\n".join(f"  {t}" for t in targets) if targets else "you follow no one yet"
+
+
+def follows_now(mail: Incoming, target: Target) -> bool:
+    """Whether the sender follows ``target`` once the earlier lines of this message are done."""
+    assert mail.user is not None
+    for change in reversed(mail.changes):
+        if isinstance(change, FollowChange) and change.target == target:
+            return change.follow
+    return is_following(mail.session, mail.user, target)
+
+
+def set_user(mail: Incoming, **values: str) -> None:
+    assert mail.user is not None
+    mail.changes.append(SetUserFields(mail.user, tuple(values.items())))
 
 
 def do_digest(mail: Incoming, args: str) -> str:
     choice = args.lower()
     if choice not in ("daily", "weekly", "off"):
         return "not done: digest takes daily, weekly or off"
-    mail.user.digest = choice  # type: ignore[union-attr]
-    mail.session.add(mail.user)
+    set_user(mail, digest=choice)
     return f"digest set to {choice}"
 
 
 def do_timezone(mail: Incoming, args: str) -> str:
     if not is_timezone(args):
         return f"not done: unknown timezone {args!r} (use a name like Europe/Berlin)"
-    mail.user.timezone = args  # type: ignore[union-attr]
-    mail.session.add(mail.user)
+    set_user(mail, timezone=args)
     return f"timezone set to {args}"
 
 
 def do_unsubscribe(mail: Incoming, args: str) -> str:
-    mail.user.digest = "off"  # type: ignore[union-attr]
-    mail.session.add(mail.user)
+    set_user(mail, digest="off")
     return "unsubscribed: no more digests (replies and mentions still arrive; send 'digest daily' to resume)"
 
 
 def mute_command(muted: bool) -> Callable[[Incoming, str], str]:
     def run(mail: Incoming, args: str) -> str:
+        assert mail.user is not None
         thread_id = thread_of(mail)
         if thread_id is None:
             return "not done: send mute/unmute as a reply to a mail about the thread"
-        changed = set_mute(mail.session, mail.user, thread_id, muted)  # type: ignore[arg-type]
         state = "muted" if muted else "unmuted"
-        return f"thread {thread_id} {state}" if changed else f"thread {thread_id} was already {state}"
+        earlier = [c.muted for c in mail.changes if isinstance(c, MuteChange) and c.thread_id == thread_id]
+        if (earlier[-1] if earlier else is_muted(mail.session, mail.user, thread_id)) == muted:
+            return f"thread {thread_id} was already {state}"
+        mail.changes.append(MuteChange(mail.user, thread_id, muted))
+        return f"thread {thread_id} {state}"
     return run
 
 

@@ -1,20 +1,24 @@
-"""One message on its way through the pipeline, and what the stages learned about it."""
+"""One message on its way through the pipeline, and the decision its stages reach.
+
+Stages read the store and fill this in; they never write. :meth:`Incoming.decision`
+turns the result into the :class:`~statusmail.store.record.Decision` that the recorder
+writes for the whole batch (``store/record.py``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
-from typing import Any
 
 from sqlmodel import Session
 
 from statusmail.config import Settings
 from statusmail.inbound.envelope import Envelope
-from statusmail.inbound.outcome import Outcome
+from statusmail.inbound.outcome import Outcome, Reason
 from statusmail.inbound.recipients import Kind
 from statusmail.store.changes import Change
 from statusmail.store.models import Post, User, utcnow
+from statusmail.store.record import Decision, NewPost
 
 
 @dataclass
@@ -41,8 +45,7 @@ class Incoming:
     tags: list[str] = field(default_factory=list)
     mentioned: list[User] = field(default_factory=list)
     holds: list[str] = field(default_factory=list)
-    post_id: int | None = None  # the stored post's id
-    queued: bool = False  # a stage wrote mail to the outbox (notification, notice, command answer)
+    post: NewPost | None = None  # the post to store, once decided
     changes: list[Change] = field(default_factory=list)  # applied by the recorder, never by a stage
 
     @property
@@ -56,13 +59,20 @@ class Incoming:
 
         return header_text(self.message, "Subject")
 
-    def log_entry(self, outcome: Outcome) -> dict[str, Any]:
-        """The log row's values for a stored outcome; its dedupe key makes a redelivery a no-op."""
+    def decision(self, outcome: Outcome) -> Decision:
+        """What to record for this message. A refusal keeps only its log row (with the raw
+        bytes, for ``statusmail reprocess``); a duplicate only a row saying so."""
         from statusmail.inbound.parse import without_surrogates as clean
 
-        return dict(
-            received_at=self.now, message_id=clean(self.message_id), dedupe_key=self.dedupe_key or None,
+        stored = outcome.disposition.stored and outcome.reason is not Reason.DUPLICATE
+        log = dict(
+            received_at=self.now, message_id=clean(self.message_id),
+            dedupe_key=(self.dedupe_key or None) if stored else None,
             sender=clean(self.sender or self.envelope.mail_from), recipients=clean(", ".join(self.envelope.rcpt_tos)),
-            peer=self.envelope.peer, source=self.envelope.source, outcome=outcome.status,
+            peer=self.envelope.peer, source=self.envelope.source, outcome=outcome.status.value,
             reason=outcome.reason.name.lower(), detail=clean(outcome.detail[:1000]),
-            post_id=self.post_id, raw=self.raw, defects="; ".join(self.defects)[:1000])
+            raw=None if outcome.reason is Reason.DUPLICATE else self.raw, defects="; ".join(self.defects)[:1000])
+        if not stored:
+            return Decision(log=log, stored=False)
+        return Decision(log=log, new_user=self.user if self.new_user else None, post=self.post,
+                        changes=list(self.changes))

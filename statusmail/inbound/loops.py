@@ -8,21 +8,14 @@ its outbox row and recipient; repeated hard bounces suspend mail to that address
 
 from __future__ import annotations
 
-import logging
-
 from sqlmodel import select
 
 from statusmail.inbound.bounces import parse_dsn
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.outcome import Discarded, Reason
 from statusmail.inbound.robots import robot_reason
-from statusmail.logs import redact
-from statusmail.store.models import Bounce, Outbox
-from statusmail.store.users import find_user
-
-log = logging.getLogger(__name__)
-
-HARD_BOUNCES_TO_SUSPEND = 3
+from statusmail.store.bounces import BounceFact, RecordBounces
+from statusmail.store.models import Outbox
 
 
 def refuse_robots(mail: Incoming) -> None:
@@ -40,17 +33,8 @@ def record_bounce(mail: Incoming) -> None:
         raise Discarded(Reason.BOUNCE, "bounce for an unknown message")
     if not reports:
         raise Discarded(Reason.BOUNCE, "mail to a bounce address that is not a delivery report")
-    hard = False
-    for report in reports:
-        mail.session.add(Bounce(outbox_id=row.id, recipient=row.to_addr, status=report.status, hard=report.hard,
-                                diagnostic=report.diagnostic[:500]))
-        hard = hard or report.hard
-    user = find_user(mail.session, row.to_addr)
-    if hard and user is not None:
-        user.hard_bounces += 1
-        if user.hard_bounces >= HARD_BOUNCES_TO_SUSPEND and not user.mail_suspended:
-            user.mail_suspended = True
-            log.warning("mail to %s suspended after %d hard bounces", redact(user.email), user.hard_bounces)
-        mail.session.add(user)
+    facts = tuple(BounceFact(r.status, r.hard, r.diagnostic) for r in reports)
+    mail.changes.append(RecordBounces(row.id, row.to_addr, facts))
+    hard = any(r.hard for r in reports)
     kind = "hard" if hard else "soft"
     raise Discarded(Reason.BOUNCE, f"{kind} bounce for outbox {row.id} ({reports[0].status})")

@@ -18,14 +18,11 @@ from email.headerregistry import UnstructuredHeader
 from email.message import EmailMessage
 from email.utils import getaddresses
 
-from sqlalchemy import bindparam, select
-
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.memo import remember_short
 from statusmail.inbound.outcome import Discarded, Reason, Refused
 from statusmail.inbound.recipients import Kind, classify_recipient
-from statusmail.store.direct import Direct
-from statusmail.store.models import InboundLog
+from statusmail.store.record import already_recorded
 
 MAX_HEADERS = 500
 MAX_PARTS = 200
@@ -186,14 +183,10 @@ def dedupe_key_for(message_id: str, raw: bytes) -> str:
     return "raw:" + hashlib.sha256(raw).hexdigest()
 
 
-LOG = InboundLog.__table__  # type: ignore[attr-defined]
-SEEN = Direct(select(LOG.c.id).where(LOG.c.dedupe_key == bindparam("key")).limit(1))
-
-
 def refuse_duplicate(mail: Incoming) -> None:
     """A Message-ID already stored is answered 250 and changes nothing (SPEC §3)."""
     mail.dedupe_key = dedupe_key_for(mail.message_id, mail.raw)
-    seen = SEEN.scalar(mail.session, {"key": mail.dedupe_key})
+    seen = already_recorded(mail.session, mail.dedupe_key)
     if seen is not None:
         raise Discarded(Reason.DUPLICATE, f"same message as log entry {seen}")
 

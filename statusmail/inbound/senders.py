@@ -11,15 +11,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import bindparam, func, select
-
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.outcome import Deferred, Reason, Refused
 from statusmail.inbound.parse import header_text, mailboxes
 from statusmail.inbound.recipients import Kind
-from statusmail.store.direct import Direct
-from statusmail.store.models import Post
-from statusmail.store.users import find_user, normalize_email, register_user
+from statusmail.store.record import recent_posts
+from statusmail.store.users import find_user, new_user, normalize_email
 
 HOLD_UNAUTHENTICATED = "hold-unauthenticated"  # Envelope.notes flag from transports that cannot refuse
 
@@ -97,7 +94,7 @@ def identify_user(mail: Incoming) -> None:
     if user is None:
         if not mail.settings.policy.auto_register:
             raise Refused(Reason.UNKNOWN_SENDER, f"{mail.sender} is not registered and auto_register is off")
-        user = register_user(mail.session, mail.sender, name=mail.sender_name)
+        user = new_user(mail.session, mail.sender, name=mail.sender_name)
         mail.new_user = True
     mail.user = user
 
@@ -109,16 +106,9 @@ def refuse_banned(mail: Incoming) -> None:
         raise Refused(Reason.BANNED, f"{mail.sender} is banned: {mail.user.ban_reason}")
 
 
-POSTS = Post.__table__  # type: ignore[attr-defined]
-POSTS_SINCE = Direct(select(func.count()).select_from(POSTS)
-                     .where(POSTS.c.author_id == bindparam("author_id"), POSTS.c.created_at >= bindparam("since")))
-
-
 def limit_rate(mail: Incoming) -> None:
     """At most ``policy.posts_per_hour`` posts per sender; beyond it, 451 4.7.1."""
     assert mail.user is not None
-    if mail.user.id is None or mail.new_user:
-        return
-    count = POSTS_SINCE.scalar(mail.session, {"author_id": mail.user.id, "since": mail.now - timedelta(hours=1)})
+    count = recent_posts(mail.session, mail.user, since=mail.now - timedelta(hours=1))
     if count >= mail.settings.policy.posts_per_hour:
         raise Deferred(Reason.RATE_LIMITED, f"{count} posts in the last hour (limit {mail.settings.policy.posts_per_hour})")

@@ -19,6 +19,7 @@ from statusmail.inbound.outcome import Discarded, Reason, Refused
 from statusmail.inbound.tags import find_handles, find_tags
 from statusmail.outbound.notices import QueueNotice
 from statusmail.store.models import User
+from statusmail.store.record import users_registered_in_batch
 
 GENERIC_SUBJECTS = {"", "status", "update", "post", "fyi", "(no subject)", "no subject", "status update"}
 # Reply and forward prefixes of the clients people use, in their languages: Re, Aw (de),
@@ -81,6 +82,7 @@ def find_tags_and_mentions(mail: Incoming) -> None:
     mail.tags = find_tags(mail.text)
     handles = find_handles(mail.text)
     if handles:
-        users = mail.session.exec(select(User).where(col(User.handle).in_(handles))).all()
+        users = [*mail.session.exec(select(User).where(col(User.handle).in_(handles))).all(),
+                 *users_registered_in_batch(mail.session, handles)]
         by_handle = {u.handle: u for u in users}
         mail.mentioned = [by_handle[h] for h in handles if h in by_handle]

@@ -13,6 +13,9 @@ Thread-Topic and a child Thread-Index of the root's.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 from sqlmodel import Session, col, select
 
 from statusmail.config import Settings
@@ -23,6 +26,9 @@ from statusmail.outbound.threadindex import child_thread_index
 from statusmail.outbound.tokens import token_for
 from statusmail.store.models import Mention, Mute, Outbox, Post, User, utcnow
 from statusmail.store.users import display_name
+
+if TYPE_CHECKING:
+    from statusmail.store.record import NewPost
 
 QUOTE_CHARS = 200
 
@@ -108,3 +114,16 @@ def notify_post(session: Session, settings: Settings, post: Post) -> int:
                 user_id=user.id, post_id=post.id)
         count += 1
     return count
+
+
+@dataclass(frozen=True)
+class NotifyPost:
+    """A decision's notifications (a :class:`~statusmail.store.changes.Change`): applied
+    once the recorder has written the post, whose id it then reads."""
+
+    settings: Settings
+    post: NewPost
+
+    def apply(self, session: Session) -> bool:
+        stored = session.get(Post, self.post.id)
+        return stored is not None and notify_post(session, self.settings, stored) > 0

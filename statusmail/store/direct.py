@@ -7,7 +7,7 @@ CPU per message sets how close ingest comes to the SMTP stack's own speed
 (``bench/ingest.py``). A :class:`Direct` statement is an ordinary Core construct,
 compiled once per dialect together with the bind processors SQLAlchemy would apply
 (SQLite keeps datetimes as text), and run on the DBAPI cursor of the session's own
-connection: it shares the session's transaction and SAVEPOINTs. Driver errors are
+connection: it shares the session's transaction. Driver errors are
 raised as SQLAlchemy's, so callers catch one family of exceptions whichever path ran.
 """
 
@@ -115,38 +115,3 @@ def driver_of(session: Session) -> tuple[Any, Dialect]:
     session.info[DRIVER] = (session.get_nested_transaction() or session.get_transaction(), dbapi_connection,
                             connection.dialect)
     return dbapi_connection, connection.dialect
-
-
-class DriverSavepoint:
-    """A SAVEPOINT of the driver's own, for work that writes only through this module.
-
-    The ORM's ``Session.begin_nested()`` snapshots the session's state on the way in and
-    out, and with a batch's users in the identity map that cost 0.2 ms per message, a
-    third of a post's time in the writer (bench/ingest.py); this one costs two driver
-    calls. The ORM does not know about it, so the work inside must not flush through
-    the ORM (a failed flush rolls back the whole transaction, not the savepoint), and a
-    rollback forgets every object the ORM loaded since the savepoint: the rows may be
-    gone, and their ids will be given out again.
-    """
-
-    NAME = "statusmail_message"
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.loaded = set(session.identity_map.keys())
-        self.cursor = on_driver(session, lambda cursor, _: cursor.execute(f"SAVEPOINT {self.NAME}"))
-
-    def commit(self) -> None:
-        self.execute(f"RELEASE SAVEPOINT {self.NAME}")
-
-    def rollback(self) -> None:
-        self.execute(f"ROLLBACK TO SAVEPOINT {self.NAME}")
-        self.execute(f"RELEASE SAVEPOINT {self.NAME}")
-        identity_map = self.session.identity_map
-        for key in set(identity_map.keys()) - self.loaded:
-            stale = identity_map.get(key)
-            if stale is not None:
-                self.session.expunge(stale)
-
-    def execute(self, sql: str) -> None:
-        on_driver(self.session, lambda cursor, _: cursor.execute(sql))

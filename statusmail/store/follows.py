@@ -1,4 +1,8 @@
-"""Follows of people and tags, and thread mutes."""
+"""Follows of people and tags, and thread mutes.
+
+The functions change the store now (the command line); the ``*Change`` classes are the
+same changes as a decision asks for them, applied by the inbound recorder.
+"""
 
 from __future__ import annotations
 
@@ -86,3 +90,34 @@ def set_mute(session: Session, user: User, thread_id: int, muted: bool) -> bool:
         session.delete(row)
         return True
     return False
+
+
+def is_following(session: Session, user: User, target: Target) -> bool:
+    row = _row(session, user, target) if user.id is not None else None
+    return row is not None and row.active
+
+
+def is_muted(session: Session, user: User, thread_id: int) -> bool:
+    return user.id is not None and session.get(Mute, (user.id, thread_id)) is not None
+
+
+@dataclass(frozen=True)
+class FollowChange:
+    user: User
+    target: Target
+    follow: bool  # False: unfollow
+
+    def apply(self, session: Session) -> bool:
+        (follow if self.follow else unfollow)(session, self.user, self.target)
+        return False
+
+
+@dataclass(frozen=True)
+class MuteChange:
+    user: User
+    thread_id: int
+    muted: bool
+
+    def apply(self, session: Session) -> bool:
+        set_mute(session, self.user, self.thread_id, self.muted)
+        return False

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, update
 from sqlmodel import Session, col, select
 
 from statusmail.config import Settings
@@ -60,8 +61,10 @@ def find_user_by_handle(session: Session, handle: str) -> User | None:
 def free_handle(session: Session, email: str) -> str:
     """The local part of the address; a number is added when another user has it."""
     base = HANDLE_CHARS.sub("", email.partition("@")[0].lower())[:60] or "user"
+    from statusmail.store.record import handle_taken_in_batch
+
     handle, n = base, 1
-    while find_user_by_handle(session, handle) is not None:
+    while find_user_by_handle(session, handle) is not None or handle_taken_in_batch(session, handle):
         n += 1
         handle = f"{base}{n}"
     return handle
@@ -69,12 +72,8 @@ def free_handle(session: Session, email: str) -> str:
 
 def register_user(session: Session, email: str, *, name: str = "", role: str = "staff", team: str = "",
                   manager_email: str = "", timezone: str = "") -> User:
-    """Create a user; the caller commits.
-
-    A plain INSERT, not the ORM's flush: the pipeline registers senders inside a
-    message's driver-level SAVEPOINT (``inbound/pipeline.py``), where a failed ORM flush
-    would take the whole batch's transaction with it.
-    """
+    """Create a user now (the command line, the directory import); the caller commits.
+    The pipeline registers senders through its recorder instead (``store/record.py``)."""
     email = normalize_email(email)
     user_id = insert_values(session, User, email=email, name=name, handle=free_handle(session, email), role=role,
                             team=team, manager_email=normalize_email(manager_email) if manager_email else "",
@@ -82,6 +81,12 @@ def register_user(session: Session, email: str, *, name: str = "", role: str = "
     user = session.get(User, user_id)
     assert user is not None
     return user
+
+
+def new_user(session: Session, email: str, name: str = "") -> User:
+    """A user to register, not yet written: the pipeline's recorder inserts it."""
+    email = normalize_email(email)
+    return User(email=email, name=name, handle=free_handle(session, email))
 
 
 def display_name(user: User) -> str:
@@ -104,3 +109,16 @@ def user_json(user: User, settings: Settings) -> dict[str, Any]:
         "mail_suspended": user.mail_suspended,
         "hard_bounces": user.hard_bounces,
     }
+
+
+@dataclass(frozen=True)
+class SetUserFields:
+    """A decision's change to a user's own settings (digest, timezone…), applied by the
+    inbound recorder once the user has an id."""
+
+    user: User
+    values: tuple[tuple[str, object], ...]
+
+    def apply(self, session: Session) -> bool:
+        session.execute(update(User).where(col(User.id) == self.user.id).values(dict(self.values)))
+        return False

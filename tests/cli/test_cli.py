@@ -41,9 +41,13 @@ def test_inject_exits_1_when_refused(cli):
     assert result.exit_code == 1 and result.stdout.startswith("refused")
 
 
-def test_inject_of_an_over_long_update_exits_1_and_queues_the_answer(cli):
+def test_inject_of_an_over_long_update_is_accepted_not_posted_and_answered(cli):
+    # The disposition table: too long is accepted (250 over SMTP) and the sender is told,
+    # so inject exits 0 and says what happened, as the log does.
     result = inject(cli, make_mail(body="w " * 200, subject="status"))
-    assert result.exit_code == 1 and "too long" in result.stdout
+    assert result.exit_code == 0 and result.stdout.startswith("accepted: too long")
+    [entry] = json.loads(cli("log", "--json").stdout)
+    assert entry["outcome"] == "accepted" and entry["reason"].startswith("too_long")
     [mail] = json.loads(cli("outbox", "list", "--json").stdout)
     assert mail["kind"] == "notice" and mail["to"] == "alice@corp.example" and mail["status"] == "queued"
     assert json.loads(cli("posts", "list", "--json").stdout) == []

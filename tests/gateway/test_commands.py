@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from statusmail.gateway import replies
+from statusmail.inbound import outcome as replies
 from tests.conftest import make_mail, outbox_messages
 
 

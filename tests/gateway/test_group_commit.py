@@ -19,9 +19,8 @@ from sqlmodel import Session, col, func, select
 from statusmail.config import Settings
 from statusmail.errors import StoreUnavailable
 from statusmail.gateway.batcher import Batcher
-from statusmail.gateway.replies import DEFERRED_STORE, OK_DUPLICATE, OK_POSTED, smtp_reply
 from statusmail.inbound.envelope import Envelope
-from statusmail.inbound.outcome import Outcome, Reason
+from statusmail.inbound.outcome import DEFERRED_STORE, OK_DUPLICATE, OK_POSTED, Outcome, Reason, smtp_reply
 from statusmail.store.models import InboundLog, Post, User
 from tests.conftest import RunningGateway, make_mail
 
@@ -99,7 +98,7 @@ def test_the_same_message_id_twice_in_one_batch_is_one_post(settings: Settings, 
     batcher = Batcher(settings, engine)
     outcomes = run_one_batch(batcher, [(raw, envelope()), (raw_of(body="another"), envelope()), (raw, envelope())])
     assert [o.reason for o in outcomes] == [Reason.POSTED, Reason.POSTED, Reason.DUPLICATE]
-    assert counts(engine) == (2, 2, 0)
+    assert counts(engine) == (2, 3, 0)  # the duplicate has a log row of its own (SPEC §3)
 
 
 def test_a_failed_commit_defers_every_message_of_the_batch_and_stores_none(settings: Settings, engine: Any) -> None:
@@ -188,7 +187,7 @@ def test_fifty_concurrent_sessions_store_every_post_exactly_once(served: Running
     texts = sorted(text for code, text in replies if code == 250)
     assert texts.count(OK_POSTED.removeprefix("250 ")) == 45
     assert texts.count(OK_DUPLICATE.removeprefix("250 ")) == 5
-    assert counts(gateway.engine) == (45, 45, 5)
+    assert counts(gateway.engine) == (45, 50, 5)  # each duplicate logged as accepted/duplicate
 
 
 def test_a_failed_commit_answers_451_over_smtp_and_stores_nothing(settings: Settings, engine: Any) -> None:

@@ -7,7 +7,7 @@ import json
 
 from sqlmodel import Session, select
 
-from statusmail.gateway import replies
+from statusmail.inbound import outcome as replies
 from statusmail.store.models import InboundLog, Post, User
 from tests.conftest import make_mail, outbox_messages
 
@@ -52,7 +52,10 @@ def test_the_same_message_id_twice_yields_one_post_and_two_250s(gateway, engine)
     assert second[1] == replies.OK_DUPLICATE.removeprefix("250 ")
     assert len(stored_posts(engine)) == 1
     with Session(engine) as session:
-        assert len(session.exec(select(InboundLog)).all()) == 1
+        rows = session.exec(select(InboundLog).order_by(InboundLog.id)).all()
+    # SPEC §3: the redelivery is logged as accepted/duplicate, without a second copy of the bytes.
+    assert [(r.outcome, r.reason) for r in rows] == [("accepted", "posted"), ("accepted", "duplicate")]
+    assert rows[1].raw is None and rows[1].post_id is None
 
 
 def test_a_message_without_message_id_is_deduplicated_by_its_bytes(gateway, engine):

@@ -10,7 +10,7 @@ from email.message import EmailMessage
 
 from sqlmodel import Session, select
 
-from statusmail.gateway import replies
+from statusmail.inbound import outcome as replies
 from statusmail.store.models import InboundLog, Outbox, Post
 from tests.conftest import make_mail, outbox_messages
 

@@ -11,10 +11,9 @@ from typing import Any
 from sqlmodel import Session, func, select
 
 from statusmail.config import Settings
-from statusmail.gateway.replies import DEFERRED_ERROR, smtp_reply
 from statusmail.gateway.writer import WriterProcess
 from statusmail.inbound.envelope import Envelope
-from statusmail.inbound.outcome import Reason
+from statusmail.inbound.outcome import DEFERRED_ERROR, Reason, smtp_reply
 from statusmail.store.models import InboundLog, Post
 from tests.conftest import make_mail
 

@@ -11,7 +11,7 @@ import pytest
 from sqlmodel import Session, select
 
 from statusmail.config import load_settings
-from statusmail.gateway import replies
+from statusmail.inbound import outcome as replies
 from statusmail.store.db import make_engine, upgrade
 from statusmail.store.models import Post
 from tests.conftest import PG_URL, RunningGateway, make_mail, on_postgres, write_config
