@@ -47,6 +47,7 @@ from sqlalchemy import insert  # noqa: E402
 from sqlmodel import func, select  # noqa: E402
 
 from statusmail.config import load_settings  # noqa: E402
+from statusmail.gil import digest_process  # noqa: E402
 from statusmail.outbound.digest import compose, plan, send_digests  # noqa: E402
 from statusmail.outbound.digest_content import collect, load_interests, load_window  # noqa: E402
 from statusmail.outbound.outbox import OutboxWorker  # noqa: E402
@@ -195,7 +196,8 @@ def send_all(settings: Any, engine: Any, now: datetime) -> tuple[int, float]:
     """(digests queued, seconds until the capture server had the last one): this process
     is ``statusmail digest send --now``, the worker subprocess is ``serve``'s outbox."""
     started = time.perf_counter()
-    report = send_digests(settings, engine, now=now, force=True)
+    with digest_process():  # as `statusmail digest send` runs it
+        report = send_digests(settings, engine, now=now, force=True)
     while queued_count(engine):
         time.sleep(0.05)
     return report.queued, time.perf_counter() - started

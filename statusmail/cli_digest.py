@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from statusmail.cli import App, config_option, main, pass_app, require_user
+from statusmail.gil import digest_process
 from statusmail.outbound.digest import SendReport, preview, send_digests
 
 
@@ -54,10 +55,11 @@ def digest_send(app: App, email: str | None, force: bool, dry_run: bool) -> None
         with app.session() as session:
             user_ids = [require_user(session, email).id]
     settings, engine = app.settings, app.engine
-    if sys.stdout.isatty() and not dry_run:
-        report = send_with_bar(app, user_ids, force)
-    else:
-        report = send_digests(settings, engine, user_ids=user_ids, force=force, dry_run=dry_run)  # type: ignore[arg-type]
+    with digest_process():  # this process's entry point: its switches are ours to set
+        if sys.stdout.isatty() and not dry_run:
+            report = send_with_bar(app, user_ids, force)
+        else:
+            report = send_digests(settings, engine, user_ids=user_ids, force=force, dry_run=dry_run)  # type: ignore[arg-type]
     if dry_run:
         for planned in report.planned:
             what = f"{planned.count} update{'' if planned.count == 1 else 's'}" if planned.count else "nothing new"

@@ -1,4 +1,10 @@
-"""Short turns at the interpreter lock while a busy thread works beside an I/O thread.
+"""Process-wide switches for a process that runs a digest: set at its entry point only.
+
+``statusmail digest send`` (and ``bench/digest.py``) enter :func:`digest_process` around
+the run; ``serve`` does not, because its listener shares the process and must keep the
+interpreter's defaults. Domain code never sets these.
+
+Short turns at the interpreter lock while a busy thread works beside an I/O thread:
 
 CPython hands the lock to a waiting thread only when the running one blocks or has held
 it for the switch interval (5 ms by default). A thread that mostly waits on I/O (a
@@ -16,6 +22,7 @@ beside it, ``gateway/batcher.py``.)
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 from collections.abc import Iterator
@@ -46,3 +53,27 @@ def short_gil_turns() -> Iterator[None]:
             _holders -= 1
             if _holders == 0:
                 sys.setswitchinterval(_saved)
+
+
+@contextmanager
+def frozen_for_gc() -> Iterator[None]:
+    """Keep the objects alive now out of the garbage collector's full collections.
+
+    A run's news window and follows live, unchanged, until it ends: hundreds of
+    thousands of objects that each full collection would walk again (about 20 times a
+    run at 10,000 readers, 90 ms each). Frozen (``gc.freeze``), they are skipped, and
+    everything made later is collected as usual; unfrozen at the end, they are
+    ordinary objects again, freed when the run drops them.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+@contextmanager
+def digest_process() -> Iterator[None]:
+    """Both switches, for the length of a digest run in a process of its own."""
+    with frozen_for_gc(), short_gil_turns():
+        yield

@@ -16,6 +16,7 @@ from statusmail.config import Settings
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Outcome, Reason
 from statusmail.inbound.recipients import Kind
+from statusmail.outbound.notices import QueueNotice
 from statusmail.store.changes import Change
 from statusmail.store.models import Post, User, utcnow
 from statusmail.store.record import Decision, NewPost
@@ -74,5 +75,7 @@ class Incoming:
             raw=None if outcome.reason is Reason.DUPLICATE else self.raw, defects="; ".join(self.defects)[:1000])
         if not stored:
             return Decision(log=log, stored=False)
-        return Decision(log=log, new_user=self.user if self.new_user else None, post=self.post,
-                        changes=list(self.changes))
+        # Whether the sender gets an answer is the reason's to say, not the stage's.
+        answered = outcome.disposition.answered
+        changes = [c for c in self.changes if answered or not isinstance(c, QueueNotice)]
+        return Decision(log=log, new_user=self.user if self.new_user else None, post=self.post, changes=changes)

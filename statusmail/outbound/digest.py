@@ -28,12 +28,10 @@ reader, so the unique key still decides for each reader alone.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
@@ -45,7 +43,6 @@ from sqlmodel import Session, col, select
 
 from statusmail.config import Settings
 from statusmail.errors import StoreUnavailable
-from statusmail.gil import short_gil_turns
 from statusmail.inbound.recipients import token_address
 from statusmail.outbound.compose import Draft, build_message
 from statusmail.outbound.digest_content import DigestContent, Interests, chunks, collect, load_interests, load_window
@@ -305,8 +302,7 @@ def send_digests(settings: Settings, engine: Engine, *, now: datetime | None = N
     # fsync, and any wait for SQLite's write lock while the outbox worker marks mail sent,
     # then overlap with composing instead of adding to it. One batch at most is in flight,
     # and outcomes are counted in order.
-    with (frozen_for_gc(), short_gil_turns(),
-          ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-record") as recorder):
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-record") as recorder:
         recording: Future[list[str]] | None = None
         for start in range(0, len(due), BATCH):
             if stopping is not None and stopping.is_set():
@@ -324,23 +320,6 @@ def send_digests(settings: Settings, engine: Engine, *, now: datetime | None = N
         if recording is not None:
             tally(recording.result())
     return report
-
-
-@contextmanager
-def frozen_for_gc() -> Iterator[None]:
-    """Keep the objects alive now out of the garbage collector's full collections.
-
-    A run's news window and follows live, unchanged, until it ends: hundreds of
-    thousands of objects that each full collection would walk again (about 20 times a
-    run at 10,000 readers, 90 ms each). Frozen (``gc.freeze``), they are skipped, and
-    everything made later is collected as usual; unfrozen at the end, they are
-    ordinary objects again, freed when the run drops them.
-    """
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def preview(settings: Settings, engine: Engine, user_id: int, now: datetime | None = None) -> Preview:

@@ -352,3 +352,18 @@ def test_a_reply_to_a_digest_items_address_lands_in_that_items_thread(settings, 
     with Session(engine) as session:
         stored = session.exec(select(Post).where(Post.author_id == lea)).one()
     assert (stored.thread_id, stored.parent_id, stored.body) == (root, answer, "Thanks, on it")
+
+
+def test_a_digest_run_inside_serve_leaves_the_process_switches_alone(settings, engine) -> None:
+    """Process-wide switches belong to a process's entry point (`statusmail digest send`),
+    never to a run that shares the process with serve's listener."""
+    reader = add_user(engine, "reader@corp.example")
+    author = add_user(engine, "author@corp.example")
+    add_follow(engine, reader, author)
+    add_post(engine, author, "something new", datetime.now(UTC) - timedelta(hours=1))
+    before = sys.getswitchinterval()
+    seen: list[tuple[float, int]] = []
+    send_digests(settings, engine, force=True, progress=lambda done, total: seen.append(
+        (sys.getswitchinterval(), gc.get_freeze_count())))
+    assert seen and all(interval == before and frozen == 0 for interval, frozen in seen)
+    assert sys.getswitchinterval() == before
