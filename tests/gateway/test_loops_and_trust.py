@@ -38,12 +38,14 @@ def test_robot_headers_mean_never_posted_never_answered(gateway, engine, setting
 @pytest.mark.parametrize("subject", ["Automatic reply: Billing", "Abwesenheitsnotiz: Urlaub", "Réponse automatique",
                                      "Respuesta automática: vacaciones", "Autosvar: semester"])
 def test_out_of_office_subjects_are_robots(gateway, engine, subject):
-    assert gateway.send(make_mail(subject=subject, body="I am away until Monday"))[0] == 250
+    assert gateway.send(make_mail(subject=subject, body="I am away until Monday")) == (250, "2.0.0 OK")
     assert post_count(engine) == 0
+    with Session(engine) as session:
+        assert session.exec(select(InboundLog.reason)).all() == ["robot"]
 
 
 def test_x_auto_response_suppress_is_not_a_robot_marker(gateway, engine):
-    assert gateway.send(make_mail(X_Auto_Response_Suppress="All"))[0] == 250
+    assert gateway.send(make_mail(X_Auto_Response_Suppress="All")) == (250, "2.0.0 OK: posted")
     assert post_count(engine) == 1
 
 
@@ -134,7 +136,7 @@ def test_an_envelope_sender_outside_the_from_organization_is_refused(gateway, en
 
 
 def test_an_envelope_sender_in_a_subdomain_of_the_organization_is_fine(gateway):
-    assert gateway.send(make_mail(), mail_from="alice@eu.corp.example")[0] == 250
+    assert gateway.send(make_mail(), mail_from="alice@eu.corp.example") == (250, "2.0.0 OK: posted")
 
 def test_over_imap_an_unauthenticated_post_is_held_not_refused(tmp_path, sqlite_url):
     from statusmail.inbound.envelope import Envelope

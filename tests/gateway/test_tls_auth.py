@@ -42,7 +42,7 @@ def test_require_tls_refuses_mail_until_starttls(gateway_with, certificate):
         client.ehlo()
         assert client.mail("alice@corp.example")[0] == 250
         assert client.rcpt("status@corp.example")[0] == 250
-        assert client.data(make_mail().as_bytes().replace(b"\n", b"\r\n"))[0] == 250
+        assert client.data(make_mail().as_bytes().replace(b"\n", b"\r\n")) == (250, b"2.0.0 OK: posted")
     from sqlmodel import Session, select
 
     from statusmail.store.models import InboundLog

@@ -63,7 +63,7 @@ def test_forged_authres_below_the_trusted_one_is_ignored() -> None:
         f"{MTA}; dmarc=fail header.from=corp.example",
         f"{MTA}; dmarc=pass header.from=corp.example",  # written by the sender, lower down
     )
-    assert authres_verdict(msg, "corp.example", MTA) is not None
+    assert '(dmarc=fail)' in (authres_verdict(msg, "corp.example", MTA) or "")
 
 
 def test_other_ids_above_the_trusted_header_do_not_hide_it() -> None:
@@ -96,7 +96,7 @@ def test_dkim_pass_by_an_unrelated_domain_is_refused() -> None:
 
 def test_dkim_pass_sharing_only_a_public_suffix_is_refused() -> None:
     msg = mail_with(f"{MTA}; dkim=pass header.d=attacker.co.uk")
-    assert authres_verdict(msg, "corp.co.uk", MTA) is not None
+    assert 'header.d=attacker.co.uk (not aligned)' in (authres_verdict(msg, "corp.co.uk", MTA) or "")
 
 
 def test_dkim_identity_header_i_is_used_when_header_d_is_absent() -> None:
@@ -106,7 +106,7 @@ def test_dkim_identity_header_i_is_used_when_header_d_is_absent() -> None:
 
 def test_dkim_fail_next_to_spf_pass_is_refused() -> None:
     msg = mail_with(f"{MTA}; spf=pass smtp.mailfrom=corp.example; dkim=fail header.d=corp.example")
-    assert authres_verdict(msg, "corp.example", MTA) is not None
+    assert '(dkim=fail)' in (authres_verdict(msg, "corp.example", MTA) or "")
 
 
 def test_comments_quoted_strings_version_and_folding_are_understood() -> None:
@@ -122,11 +122,11 @@ def test_comments_quoted_strings_version_and_folding_are_understood() -> None:
 
 def test_a_result_hidden_in_a_comment_does_not_count() -> None:
     msg = mail_with(f"{MTA}; dkim=fail (dmarc=pass header.from=corp.example) header.d=corp.example")
-    assert authres_verdict(msg, "corp.example", MTA) is not None
+    assert '(dkim=fail)' in (authres_verdict(msg, "corp.example", MTA) or "")
 
 
 def test_no_result_header_is_refused() -> None:
-    assert authres_verdict(mail_with(f"{MTA}; none"), "corp.example", MTA) is not None
+    assert '(no dmarc or dkim result)' in (authres_verdict(mail_with(f"{MTA}; none"), "corp.example", MTA) or "")
 
 
 def test_microsoft_365_header_without_id_is_trusted_only_when_allowed() -> None:
@@ -135,13 +135,13 @@ def test_microsoft_365_header_without_id_is_trusted_only_when_allowed() -> None:
         "dkim=pass (signature was verified) header.d=corp.example;dmarc=pass action=none "
         "header.from=corp.example;compauth=pass reason=100"
     )
-    assert authres_verdict(mail_with(value), "corp.example", MTA) is not None
+    assert 'no Authentication-Results from mx.corp.example' in (authres_verdict(mail_with(value), "corp.example", MTA) or "")
     assert authres_verdict(mail_with(value), "corp.example", MTA, accept_without_id=True) is None
 
 
 def test_without_id_allowance_only_the_topmost_header_counts() -> None:
     msg = mail_with("spf=pass smtp.mailfrom=corp.example; dmarc=fail", "x; dmarc=pass")
-    assert authres_verdict(msg, "corp.example", "", accept_without_id=True) is not None
+    assert 'topmost MTA shows no dmarc=pass or aligned dkim=pass (dmarc=fail)' in (authres_verdict(msg, "corp.example", "", accept_without_id=True) or "")
 
 
 def test_empty_authserv_id_without_allowance_trusts_nothing() -> None:

@@ -62,7 +62,8 @@ def test_yahoo_quoted_container_is_cut():
 
 def test_trailing_plain_blockquote_is_cut():
     html = '<p>Ship it.</p><p>26.06.2014, Bob:</p><blockquote>Old</blockquote>'
-    assert "Old" not in html_to_text(html)
+    text = html_to_text(html)
+    assert text.startswith("Ship it.") and "Old" not in text
 
 
 def test_inline_blockquote_is_rendered_as_quoted_lines():
