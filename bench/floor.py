@@ -20,6 +20,7 @@ import threading
 
 from statusmail.config import Settings
 from statusmail.gateway import batcher
+from statusmail.inbound import pipeline
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Outcome, Reason
 
@@ -46,7 +47,8 @@ def append_batch(settings: Settings, engine: object, jobs: list[tuple[bytes, Env
     return [Outcome(Reason.POSTED)] * len(jobs)
 
 
-batcher.commit_batch = append_batch  # type: ignore[assignment]
+pipeline.commit_batch = append_batch  # type: ignore[assignment]  (the writer process's)
+batcher.commit_batch = append_batch  # type: ignore[assignment]  (the in-process batcher's)
 
 if __name__ == "__main__":
     from statusmail.cli import main
