@@ -43,7 +43,7 @@ def setup_logging(level: int = logging.INFO, buffered: bool = False) -> None:
     # file and line walk the stack) is a quarter of a line's cost: 8.2 -> 6.3 us, and the
     # writer process logs a line per message. The logging HOWTO's "Optimization"
     # section names these switches.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False

@@ -24,7 +24,7 @@ def prune_raw_messages(engine: Engine, keep_days: int) -> int:
     """Drop the raw bytes of log entries older than ``keep_days``. Returns how many."""
     cutoff = utcnow() - timedelta(days=keep_days)
     with transaction(engine) as session:
-        result = session.exec(update(InboundLog).where(col(InboundLog.received_at) < cutoff,  # type: ignore[call-overload]
+        result = session.exec(update(InboundLog).where(col(InboundLog.received_at) < cutoff,
                                                        col(InboundLog.raw).is_not(None)).values(raw=None))
         return int(result.rowcount or 0)
 
