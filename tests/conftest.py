@@ -250,3 +250,7 @@ def gateway_with(tmp_path: Path, sqlite_url: str) -> Iterator[Any]:
     for running in started:
         running.stop()
         running.engine.dispose()
+
+
+# The headless Chromium fixture (`browser`), shared by every test that looks at HTML.
+pytest_plugins = ["tests.browser"]
