@@ -12,6 +12,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import secrets
 import sys
 from collections.abc import Callable, Sequence
@@ -24,9 +25,16 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from statusmail.config import Settings, load_settings
-from statusmail.errors import ConfigError, StoreUnavailable
+from statusmail.errors import ConfigError, ListenError, NoDatabase, StoreUnavailable
 from statusmail.logs import redact, setup_logging
-from statusmail.store.db import current_revision, make_engine, transaction, upgrade
+from statusmail.store.db import (
+    create_private_sqlite,
+    current_revision,
+    make_engine,
+    open_existing,
+    transaction,
+    upgrade,
+)
 from statusmail.store.models import InboundLog, Outbox, Post, User
 from statusmail.store.posts import STATUSES, iso, list_posts, posts_json, thread_posts
 from statusmail.store.users import ROLES, find_user, register_user, user_json
@@ -53,16 +61,12 @@ class App:
 
     @property
     def engine(self) -> Engine:
-        """The database; created on first use, so every command works on a fresh machine.
-
-        Only a missing schema is created here (one cheap query, where alembic's upgrade
-        loaded every migration script on every command). Upgrades are ``init``'s job, and
-        ``serve``'s.
+        """The database ``init`` created. Only ``init`` creates one (SPEC §2): a missing
+        database is :class:`NoDatabase`, one line naming where it was looked for, and
+        nothing is created in its place. Upgrades are ``init``'s job, and ``serve``'s.
         """
         if self._engine is None:
-            self._engine = make_engine(self.settings.gateway.database_url)
-            if current_revision(self._engine) is None:
-                upgrade(self._engine)
+            self._engine = open_existing(self.settings.gateway.database_url)
         return self._engine
 
     def session(self) -> Any:
@@ -93,6 +97,8 @@ def pass_app(f: F) -> F:
         app = App(path)
         try:
             return f(app, *args, **kwargs)
+        except NoDatabase as exc:
+            raise click.ClickException(str(exc)) from None
         except StoreUnavailable as exc:
             raise click.ClickException(f"database unavailable: {exc}") from None
         except ConfigError as exc:
@@ -183,9 +189,14 @@ def init(app: App) -> None:
     settings = app.settings
     key_file = Path(settings.gateway.secret_key_file)
     if not key_file.exists():
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        key_file.touch(mode=0o600)
-        key_file.write_text(secrets.token_hex(32) + "\n", encoding="ascii")
+        key_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Created 0600 before the secret is written: never readable by others, not even briefly.
+        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+            handle.write(secrets.token_hex(32) + "\n")
+    # The database file exists, 0600, before SQLite opens it: its -wal and -shm files
+    # take the same permissions (SPEC §2: files the gateway creates are the owner's only).
+    create_private_sqlite(settings.gateway.database_url)
     engine = make_engine(settings.gateway.database_url)
     try:
         before = current_revision(engine)
@@ -208,11 +219,20 @@ def serve(app: App) -> None:
         logging.getLogger().setLevel(logging.INFO)
     settings = app.settings
     upgrade(app.engine)  # a long-running process may follow a code upgrade: bring the schema along
-    hint = (f"statusmail listening on {settings.smtp.host}:{{port}}; post a first update: "
-            f"python3 -c \"import smtplib; smtplib.SMTP('{settings.smtp.host}', {{port}}).sendmail("
+    try:
+        asyncio.run(serve_forever(settings, app.engine, ready_message=first_update_hint(settings)))
+    except ListenError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def first_update_hint(settings: Settings) -> str:
+    """The start-up line: where the listener is and a command that posts a first update
+    through it, in the protocol it speaks (smtplib.LMTP sends LHLO, as RFC 2033 asks)."""
+    client = "LMTP" if settings.smtp.lmtp else "SMTP"
+    return (f"statusmail listening on {settings.smtp.host}:{{port}}; post a first update: "
+            f"python3 -c \"import smtplib; smtplib.{client}('{settings.smtp.host}', {{port}}).sendmail("
             f"'you@{settings.domain}', '{settings.gateway.address}', "
             f"'From: you@{settings.domain}\\nSubject: Hello #team\\n\\nMy first update')\"")
-    asyncio.run(serve_forever(settings, app.engine, ready_message=hint))
 
 
 @main.command()
@@ -223,11 +243,7 @@ def check(app: App) -> None:
     from statusmail.gateway.checks import run_checks
 
     failures = 0
-    engine = make_engine(app.settings.gateway.database_url)
-    try:
-        results = run_checks(app.settings, engine)
-    finally:
-        engine.dispose()
+    results = run_checks(app.settings)
     for name, ok, detail in results:
         failures += not ok
         click.echo(f"{'ok  ' if ok else 'FAIL'}  {name}: {detail}")

@@ -2,7 +2,8 @@
 
 Columns: ``email,name,role,team,manager,timezone``. Every row is checked before anything
 is written, so a bad row (reported with its line number) leaves nothing half-imported; a
-manager may be a row further down. Existing users are updated, not duplicated.
+manager may be a row further down, or a user registered before. Existing users are
+updated, not duplicated.
 
 Org-chart defaults: a user follows their manager, their direct reports and the members
 of their team, unless they unfollowed them (an inactive follow row remembers that).
@@ -41,7 +42,9 @@ class Row:
     timezone: str
 
 
-def read_rows(text: str) -> list[Row]:
+def read_rows(text: str, is_user: Callable[[str], bool] = lambda _email: False) -> list[Row]:
+    """Every row, checked; a manager is a row of the file or, when ``is_user`` says so,
+    someone already registered (one new hire imported alone)."""
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in ("email",) if c not in (reader.fieldnames or [])]
     if missing:
@@ -68,8 +71,8 @@ def read_rows(text: str) -> list[Row]:
         manager = normalize_email(get("manager")) if get("manager") else ""
         rows.append(Row(line, email, get("name"), role, get("team"), manager, tz))
     for row in rows:
-        if row.manager and row.manager not in seen:
-            raise ImportError_(f"line {row.line}: manager {row.manager} is not in the file")
+        if row.manager and row.manager not in seen and not is_user(row.manager):
+            raise ImportError_(f"line {row.line}: manager {row.manager} is neither in the file nor a user")
         if row.manager == row.email:
             raise ImportError_(f"line {row.line}: {row.email} cannot manage themselves")
     return rows
@@ -77,7 +80,7 @@ def read_rows(text: str) -> list[Row]:
 
 def import_users(session: Session, text: str, progress: Callable[..., Any] | None = None) -> dict[str, Any]:
     """Create or update every row, then add org-chart follows. The caller commits."""
-    rows = read_rows(text)
+    rows = read_rows(text, is_user=lambda email: find_user(session, email) is not None)
     report: dict[str, Any] = {"created": [], "updated": [], "unchanged": [], "follows_added": 0}
     iterator: Any = rows
     bar = progress(rows, label="importing", file=None) if progress else None
@@ -107,7 +110,8 @@ def import_users(session: Session, text: str, progress: Callable[..., Any] | Non
 
 
 def add_orgchart_follows(session: Session, emails: list[str]) -> int:
-    """Each imported user follows their manager, their reports and their team."""
+    """Each imported user follows their manager, their reports and their team, and they
+    follow the imported user back."""
     users = {u.email: u for u in session.exec(select(User))}
     reports: dict[str, list[User]] = {}
     team: dict[str, list[User]] = {}
@@ -116,8 +120,15 @@ def add_orgchart_follows(session: Session, emails: list[str]) -> int:
             reports.setdefault(user.manager_email, []).append(user)
         if user.team:
             team.setdefault(user.team, []).append(user)
-    added = 0
+    # Those already registered see a new hire too: their manager, and their team.
+    affected = dict.fromkeys(emails)
     for email in emails:
+        user = users[email]
+        if user.manager_email in users:
+            affected[user.manager_email] = None
+        affected.update(dict.fromkeys(u.email for u in team.get(user.team, []) if user.team))
+    added = 0
+    for email in affected:
         user = users[email]
         wanted = [users[user.manager_email]] if user.manager_email in users else []
         wanted += reports.get(email, [])

@@ -5,6 +5,8 @@
     StatusmailError(Exception)
     ├── ConfigError            a configuration key is unknown or its value invalid
     ├── StoreUnavailable       the database cannot be reached or is locked/full (4xx, retry)
+    ├── NoDatabase             the configured database was never created (`statusmail init`)
+    ├── ListenError            a listener cannot bind its address (port taken, no permission)
     ├── TransportError         the relay or Maildir could not take a message (outbox retries)
     │   └── PermanentTransportError   the relay refused for good (5xx): no retry
     └── PipelineStop           a pipeline stage decided the message's fate
@@ -30,6 +32,14 @@ class ConfigError(StatusmailError):
 
 class StoreUnavailable(StatusmailError):
     """The database is down, locked beyond the timeout, or out of space."""
+
+
+class NoDatabase(StatusmailError):
+    """The configured database does not exist (or has no schema): only ``init`` creates one."""
+
+
+class ListenError(StatusmailError):
+    """A listener could not bind its address; the message names it."""
 
 
 class TransportError(StatusmailError):

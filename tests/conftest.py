@@ -201,9 +201,7 @@ def make_mail(body: str = "Shipped the billing export #billing", subject: str = 
     return msg
 
 
-@pytest.fixture
-def cli(config_file: Path) -> Any:
-    """Invoke the real command group with this test's configuration."""
+def cli_invoker(config_file: Path) -> Any:
     from statusmail.cli import main
 
     runner = CliRunner()
@@ -211,6 +209,19 @@ def cli(config_file: Path) -> Any:
     def invoke(*args: str, input: str | bytes | None = None) -> Any:
         return runner.invoke(main, ["--config", str(config_file), *args], input=input, catch_exceptions=False)
     return invoke
+
+
+@pytest.fixture
+def cli(config_file: Path, engine: Any) -> Any:
+    """Invoke the real command group with this test's configuration, on a database that
+    exists (the ``engine`` fixture made it, as ``statusmail init`` would)."""
+    return cli_invoker(config_file)
+
+
+@pytest.fixture
+def uninitialised_cli(config_file: Path) -> Any:
+    """The command group with this test's configuration, before ``statusmail init``."""
+    return cli_invoker(config_file)
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import os
 from sqlalchemy import Engine, text
 
 from statusmail.config import Settings
-from statusmail.errors import StatusmailError
+from statusmail.errors import NoDatabase, StatusmailError
 from statusmail.outbound.transport import MaildirTransport, SmtpTransport, make_transport
-from statusmail.store.db import current_revision
+from statusmail.store.db import current_revision, make_engine, sqlite_path
 
 Check = tuple[str, bool, str]
 
@@ -47,9 +47,22 @@ def check_relay(settings: Settings) -> Check:
     return ("relay", True, settings.outbound.transport)
 
 
-def run_checks(settings: Settings, engine: Engine) -> list[Check]:
-    checks: list[Check] = [("configuration", True, f"valid ({settings.source})"), check_database(engine),
-                           check_relay(settings)]
+def check_database_at(url: str) -> Check:
+    """:func:`check_database` for the configured URL; a missing SQLite file is a failure,
+    never created (only ``init`` creates a database)."""
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return ("database", False, str(NoDatabase(f"no database at {path.absolute()}; run `statusmail init`")))
+    engine = make_engine(url)
+    try:
+        return check_database(engine)
+    finally:
+        engine.dispose()
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    checks: list[Check] = [("configuration", True, f"valid ({settings.source})"),
+                           check_database_at(settings.gateway.database_url), check_relay(settings)]
     if settings.imap.enabled:
         from statusmail.gateway.imap import check_mailbox
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
 from statusmail.config import Settings
+from statusmail.errors import ListenError
 from statusmail.gateway.batcher import Batcher
 from statusmail.gateway.imap import ImapPoller
 from statusmail.gateway.smtp import StatusHandler, protocol_factory
@@ -75,11 +77,18 @@ class Gateway:
         # Group commit: 250 after the shared commit, made in a process of its own.
         writer = WriterProcess(self.settings) if self.writer_process else None
         self.batcher = Batcher(self.settings, self.engine, writer=writer)
-        self.batcher.start()
         self.handler = TrackingHandler(self.settings, self.engine, on_queued=self.worker.poke, batcher=self.batcher)
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(protocol_factory(self.settings, self.handler), self.settings.smtp.host,
-                                               self.settings.smtp.port if port is None else port)
+        # Bound before anything else starts: a taken port is one line, with no writer
+        # process or task left behind to stop.
+        host, wanted = self.settings.smtp.host, self.settings.smtp.port if port is None else port
+        try:
+            self.server = await loop.create_server(protocol_factory(self.settings, self.handler), host, wanted)
+        except OSError as exc:
+            # asyncio's message repeats the address; the errno's own text is enough.
+            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+            raise ListenError(f"cannot listen on {host}:{wanted}: {reason}") from exc
+        self.batcher.start()
         self.port = self.server.sockets[0].getsockname()[1]
         self.tasks.append(asyncio.create_task(self.worker.run(), name="outbox"))
         self.stopping = asyncio.Event()

@@ -36,10 +36,13 @@ class MaildirTransport:
         self.path = Path(path)
 
     def _deliver(self, envelope_from: str, recipient: str, raw: bytes) -> None:
-        box = mailbox.Maildir(self.path, create=True)
+        box = mailbox.Maildir(self.path, create=True)  # its folders are created 0700
         # Return-Path and Delivered-To as a local delivery agent would add them (RFC 5321 §4.4).
         header = f"Return-Path: <{envelope_from}>\r\nDelivered-To: {recipient}\r\n".encode()
-        box.add(header + raw)
+        key = box.add(header + raw)
+        # mailbox writes the file with the umask's permissions (0644, commonly): mail is
+        # the owner's only (SPEC §2).
+        os.chmod(self.path / "new" / key, 0o600)
 
     async def send(self, envelope_from: str, recipient: str, raw: bytes) -> None:
         try:

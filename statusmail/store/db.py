@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, SQLModel
 
-from statusmail.errors import StoreUnavailable
+from statusmail.errors import NoDatabase, StoreUnavailable
 from statusmail.store.direct import Direct
 
 log = logging.getLogger(__name__)
@@ -36,13 +37,74 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL; None for any other database and for ``:memory:``."""
+    if not is_sqlite(url):
+        return None
+    path = url.split("///", 1)[-1]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def describe_url(url: str) -> str:
+    """Where the database is, for a person: a SQLite file's absolute path, or the URL
+    without its password."""
+    path = sqlite_path(url)
+    if path is not None:
+        return str(path.absolute())
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
+
+
+def create_private_sqlite(url: str) -> bool:
+    """Create a SQLite database's file empty, readable by its owner only (and its
+    folder, if missing, 0700); True if it was created. SQLite gives the -wal and -shm
+    files the database file's permissions, so they are private too. An existing file
+    loses any group and other permission bits."""
+    path = sqlite_path(url)
+    if path is None:
+        return False
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+        return False
+    return True
+
+
+def open_existing(url: str) -> Engine:
+    """An engine for a database ``init`` created; :class:`NoDatabase` if there is none.
+
+    Nothing is created: not the SQLite file, not its folder (SPEC §2).
+    """
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise NoDatabase(f"no database at {describe_url(url)}; run `statusmail init` or pass --config")
+    engine = make_engine(url)
+    try:
+        revision = current_revision(engine)
+    except OperationalError as exc:
+        engine.dispose()
+        raise StoreUnavailable(describe_db_error(exc)) from exc
+    if revision is None:
+        engine.dispose()
+        raise NoDatabase(f"no database at {describe_url(url)} (it has no tables); "
+                         "run `statusmail init` or pass --config")
+    return engine
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; for a SQLite file, its folder is created."""
+    """An engine for ``url``; for a SQLite file, its folder is created (owner only)."""
     if is_sqlite(url):
         path = url.split("///", 1)[-1]
         pool: dict[str, int] = {}
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             # As large a pool as PostgreSQL's: a connection beyond pool_size is closed when
             # returned, and a new SQLite connection pays for its PRAGMAs and schema read.
             pool = {"pool_size": POOL_SIZE, "max_overflow": POOL_SIZE}

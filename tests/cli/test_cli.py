@@ -12,7 +12,8 @@ def inject(cli, mail) -> object:
     return cli("inject", input=mail.as_bytes())
 
 
-def test_init_creates_the_database_and_secret_and_is_idempotent(cli, tmp_path):
+def test_init_creates_the_database_and_secret_and_is_idempotent(uninitialised_cli, tmp_path):
+    cli = uninitialised_cli
     first = cli("init")
     assert first.exit_code == 0 and "created" in first.stdout
     secret = Path(tmp_path / "secret.key")
@@ -120,8 +121,8 @@ def test_check_reports_database_and_relay(cli):
     assert "ok    database: reachable" in result.stdout and "ok    relay: Maildir" in result.stdout
 
 
-def test_check_fails_on_an_uninitialised_database(cli):
-    result = cli("check")
+def test_check_fails_on_an_uninitialised_database(uninitialised_cli, database_url):
+    result = uninitialised_cli("check")
     assert result.exit_code == 1 and "FAIL  database" in result.stdout
 
 

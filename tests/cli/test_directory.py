@@ -79,3 +79,22 @@ def test_follows_add_and_remove_by_handle_and_tag(cli):
     assert cli("follows", "remove", "eve@corp.example", "#billing").exit_code == 0
     assert targets(cli, "eve@corp.example") == ["fay@corp.example"]
     assert cli("follows", "add", "eve@corp.example", "@nobody").exit_code == 1
+
+
+def test_one_new_hire_is_imported_alone_under_a_manager_who_is_already_a_user(cli, tmp_path):
+    cli("users", "import", write_csv(tmp_path, PEOPLE))
+    hire = write_csv(tmp_path, "email,name,role,team,manager,timezone\n"
+                               "eli@corp.example,Eli,staff,billing,cara@corp.example,\n")
+    result = cli("users", "import", hire)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("1 created, 0 updated, 0 unchanged, ")
+    eli = json.loads(cli("users", "show", "eli@corp.example", "--json").stdout)
+    assert eli["manager"] == "cara@corp.example"
+    assert "cara@corp.example" in targets(cli, "eli@corp.example")
+    assert "eli@corp.example" in targets(cli, "cara@corp.example")
+
+
+def test_a_manager_neither_in_the_file_nor_a_user_is_named(cli, tmp_path):
+    result = cli("users", "import", write_csv(tmp_path, "email,manager\nx@corp.example,ghost@corp.example\n"))
+    assert result.exit_code == 1
+    assert result.stderr == "Error: line 2: manager ghost@corp.example is neither in the file nor a user\n"

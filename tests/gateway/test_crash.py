@@ -38,7 +38,10 @@ def free_port() -> int:
 
 
 def start_server(config: Path, port: int) -> subprocess.Popen:
+    """`statusmail serve` on ``port``, after `statusmail init` (only init creates a database)."""
     env = {**os.environ, "STATUSMAIL_SMTP_PORT": str(port)}
+    subprocess.run([sys.executable, "-m", "statusmail", "--config", str(config), "init"], env=env, check=True,
+                   capture_output=True)
     process = subprocess.Popen([sys.executable, "-m", "statusmail", "--config", str(config), "serve"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(200):
