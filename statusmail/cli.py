@@ -421,7 +421,9 @@ def posts_show(app: App, post_id: int, as_json: bool) -> None:
         post = require_post(session, post_id)
         data = posts_json(session, [post])[0]
         data["thread"] = posts_json(session, thread_posts(session, post.thread_id or post_id))
-        data["trimmed"] = post.trimmed
+        # What trimming cut is usually the quoted notification, reply address and all: a
+        # token is a secret and never printed (SPEC §5).
+        data["trimmed"] = redact(post.trimmed)
     if as_json:
         emit(data, True)
         return

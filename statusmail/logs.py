@@ -12,7 +12,8 @@ import logging.handlers
 import re
 import sys
 
-TOKEN_IN_ADDRESS = re.compile(r"\+(?:bounce-)?[A-Za-z0-9]{6,}(?=@)")
+# Also URL-encoded, as a mailto: link quoted from an HTML notification carries it.
+TOKEN_IN_ADDRESS = re.compile(r"(?:\+|%2[bB])(?:bounce-)?[A-Za-z0-9]{6,}(?=@|%40)")
 REDACTED = "+[redacted]"
 
 

@@ -28,6 +28,7 @@ from statusmail.store.follows import (
     is_muted,
     resolve_target,
 )
+from statusmail.store.posts import thread_closed
 from statusmail.store.users import SetUserFields
 
 MAX_LINES = 20
@@ -56,8 +57,12 @@ def command_lines(mail: Incoming) -> list[str]:
 
 
 def thread_of(mail: Incoming) -> int | None:
+    """The thread a command mail answers; None for none, or for a closed one (SPEC §3:
+    ``mute`` of a closed thread answers as for an unknown thread)."""
     post = post_answered(mail)
-    return post.thread_id if post else None
+    if post is None or thread_closed(mail.session, post):
+        return None
+    return post.thread_id
 
 
 def do_help(mail: Incoming, args: str) -> str:

@@ -41,6 +41,7 @@ class Reason(enum.StrEnum):
     BANNED = "sender banned"
     NOT_AUTHENTICATED = "sender not authenticated"
     WRONG_REPLIER = "reply address belongs to another recipient"
+    CLOSED_THREAD = "thread closed"
     TOO_LARGE = "message too large"
     LINE_TOO_LONG = "line longer than 1000 octets"
     UNPARSEABLE = "message cannot be parsed"
@@ -133,6 +134,8 @@ DISPOSITIONS: dict[Reason, Disposition] = {
     Reason.BANNED: refused(f"{REFUSED_POLICY} Sender may not post here"),
     Reason.NOT_AUTHENTICATED: refused(f"{REFUSED_POLICY} Sender could not be authenticated"),
     Reason.WRONG_REPLIER: refused(f"{REFUSED_POLICY} This reply address belongs to someone else"),
+    # SPEC §3 Closed threads: the reply names nothing of the thread it tried to join.
+    Reason.CLOSED_THREAD: refused(f"{REFUSED_POLICY} This thread does not take replies"),
     Reason.TOO_LARGE: refused(REFUSED_TOO_LARGE),
     Reason.LINE_TOO_LONG: refused(REFUSED_LINE_TOO_LONG),
     Reason.UNPARSEABLE: refused(REFUSED_UNPARSEABLE),

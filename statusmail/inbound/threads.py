@@ -16,7 +16,7 @@ from statusmail.inbound.parse import message_ids, raw_header
 from statusmail.inbound.recipients import Kind
 from statusmail.outbound.tokens import find_token
 from statusmail.store.models import Post, ReplyToken, utcnow
-from statusmail.store.posts import find_post_by_message_id
+from statusmail.store.posts import find_post_by_message_id, thread_closed
 
 
 def token_expired(token: ReplyToken, days: int) -> bool:
@@ -39,8 +39,11 @@ def find_parent(mail: Incoming) -> None:
         if token.user_id != mail.user.id:
             raise Refused(Reason.WRONG_REPLIER, f"reply token belongs to another user, not {mail.sender}")
         mail.parent = mail.session.get(Post, token.post_id)
-        return
-    mail.parent = post_answered(mail)
+    else:
+        mail.parent = post_answered(mail)
+    if mail.parent is not None and thread_closed(mail.session, mail.parent):
+        # The detail names the post's id for moderators; the sender's reply names nothing.
+        raise Refused(Reason.CLOSED_THREAD, f"reply to post {mail.parent.id}, whose thread is held, hidden or deleted")
 
 
 def post_answered(mail: Incoming) -> Post | None:

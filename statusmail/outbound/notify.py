@@ -25,6 +25,7 @@ from statusmail.outbound.outbox import enqueue
 from statusmail.outbound.threadindex import child_thread_index
 from statusmail.outbound.tokens import token_for
 from statusmail.store.models import Mention, Mute, Outbox, Post, User, utcnow
+from statusmail.store.posts import thread_closed
 from statusmail.store.users import display_name
 
 if TYPE_CHECKING:
@@ -81,8 +82,8 @@ def last_mail_in_thread(session: Session, user_id: int, thread_id: int) -> str:
 
 def notify_post(session: Session, settings: Settings, post: Post) -> int:
     """Queue a notification per recipient of a visible post. Returns how many."""
-    if post.status != "visible":
-        return 0
+    if thread_closed(session, post):
+        return 0  # a post approved into a thread hidden meanwhile names nothing of it
     root = session.get(Post, post.thread_id) or post
     parent = session.get(Post, post.parent_id) if post.parent_id else None
     # A hidden or deleted post is never quoted to anyone.

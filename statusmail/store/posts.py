@@ -93,6 +93,21 @@ def thread_posts(session: Session, thread_id: int) -> list[Post]:
     return list(session.exec(select(Post).where(Post.thread_id == thread_id).order_by(col(Post.created_at), col(Post.id))))
 
 
+def thread_closed(session: Session, post: Post) -> bool:
+    """Whether ``post``'s thread takes no replies and may not be named to anyone (SPEC §3
+    Closed threads): the post itself or its thread's root is held, hidden or deleted.
+
+    The one notion of a visible thread: replies (by token or by headers), notifications,
+    quoting and ``mute`` all ask it, so nothing of a closed thread leaks through any of them.
+    """
+    if post.status != "visible":
+        return True
+    if post.thread_id is None or post.thread_id == post.id:
+        return False
+    root = session.get(Post, post.thread_id)
+    return root is None or root.status != "visible"
+
+
 def find_post_by_message_id(session: Session, message_ids: Sequence[str]) -> Post | None:
     """The post that the first known Message-ID of ``message_ids`` is about.
 
