@@ -39,7 +39,7 @@ def digest_preview(app: App, email: str, as_html: bool) -> None:
     msg = result.message
     part = msg.get_body(("html",) if as_html else ("plain",))
     click.echo(f"To: {msg['To']}\nSubject: {msg['Subject']}\n")
-    click.echo(part.get_content() if part is not None else "", nl=False)  # type: ignore[union-attr]
+    click.echo(part.get_content() if part is not None else "", nl=False)
 
 
 @digest.command("send")

@@ -53,7 +53,7 @@ class TrackingHandler(StatusHandler):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.in_flight = InFlight()
 
-    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+    async def handle_DATA(self, server, session, envelope):
         with self.in_flight:
             return await super().handle_DATA(server, session, envelope)
 

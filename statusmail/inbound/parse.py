@@ -14,9 +14,10 @@ import functools
 import hashlib
 import re
 from email import policy
-from email.headerregistry import UnstructuredHeader
-from email.message import EmailMessage
+from email.headerregistry import HeaderRegistry, UnstructuredHeader
+from email.message import EmailMessage, Message
 from email.utils import getaddresses
+from typing import cast
 
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.memo import remember_short
@@ -43,7 +44,7 @@ class CachingPolicy(policy.EmailPolicy):
     are kept (RFC 5322 §2.1.1), so the cache stays a few megabytes whatever is sent.
     """
 
-    def header_fetch_parse(self, name, value):  # type: ignore[no-untyped-def]
+    def header_fetch_parse(self, name, value):
         if hasattr(value, "name") or not isinstance(value, str) or len(value) > _HEADER_CACHE_VALUE:
             return super().header_fetch_parse(name, value)
         key = (name.lower(), value)
@@ -91,7 +92,7 @@ def header_text(msg: EmailMessage, name: str) -> str:
 def is_free_text(name: str) -> bool:
     """Whether the policy reads ``name`` as unstructured text (Subject, Comments, most
     X- fields), not as addresses, dates or MIME parameters."""
-    factory = PARSING.header_factory
+    factory = cast(HeaderRegistry, PARSING.header_factory)
     return issubclass(factory.registry.get(name.lower(), factory.default_class), UnstructuredHeader)
 
 
@@ -143,14 +144,14 @@ def message_ids(value: str) -> list[str]:
     return MESSAGE_ID.findall(value)
 
 
-def count_parts(msg: EmailMessage, depth: int = 0) -> int:
+def count_parts(msg: Message, depth: int = 0) -> int:
     """Parts in the MIME tree; raises ValueError past the depth cap."""
     if depth > MAX_DEPTH:
         raise ValueError("MIME tree too deep")
     payload = msg.get_payload() if msg.is_multipart() else None
     if not isinstance(payload, list):
         return 1
-    return 1 + sum(count_parts(part, depth + 1) for part in payload)  # type: ignore[arg-type]
+    return 1 + sum(count_parts(part, depth + 1) for part in payload if isinstance(part, Message))
 
 
 def parse_message(mail: Incoming) -> None:

@@ -35,6 +35,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
+from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Engine, func, insert
@@ -91,11 +92,16 @@ class Preview:
 # --- loading ------------------------------------------------------------------------------
 
 
+# Loosely typed: sqlmodel's select() declares overloads for at most four columns.
+RECIPIENT_COLUMNS: tuple[Any, ...] = (User.id, User.email, User.name, User.digest, User.timezone, User.banned,
+                                      User.mail_suspended)
+
+
 def load_recipients(session: Session, settings: Settings, user_ids: Sequence[int] | None = None) -> list[Recipient]:
-    query = select(User.id, User.email, User.name, User.digest, User.timezone, User.banned, User.mail_suspended)
+    query = select(*RECIPIENT_COLUMNS)
     if user_ids is not None:
         query = query.where(col(User.id).in_(list(user_ids)))
-    return [Recipient(id=uid, email=email, name=name, frequency=frequency_of(digest, settings),  # type: ignore[arg-type]
+    return [Recipient(id=uid, email=email, name=name, frequency=frequency_of(digest, settings),
                       zone=zone_of(tz, settings), suspended=banned or suspended)
             for uid, email, name, digest, tz, banned, suspended in session.exec(query.order_by(col(User.id)))]
 
@@ -104,8 +110,8 @@ def previous_ends(session: Session, user_ids: Sequence[int]) -> dict[int, dateti
     """When each reader's last digest ended (``covered_until``), for those who had one."""
     ends: dict[int, datetime] = {}
     for ids in chunks(list(user_ids)):
-        ends.update(session.exec(select(Digest.user_id, func.max(Digest.covered_until))  # type: ignore[arg-type]
-                                 .where(col(Digest.user_id).in_(ids)).group_by(Digest.user_id)).all())
+        ends.update(session.exec(select(Digest.user_id, func.max(Digest.covered_until))
+                                 .where(col(Digest.user_id).in_(ids)).group_by(col(Digest.user_id))).all())
     return ends
 
 
@@ -114,7 +120,7 @@ def sent_periods(session: Session, wanted: dict[int, str]) -> set[tuple[int, str
     taken: set[tuple[int, str]] = set()
     periods = sorted(set(wanted.values()))
     for ids in chunks(sorted(wanted)):
-        taken.update(session.exec(select(Digest.user_id, Digest.period)  # type: ignore[arg-type]
+        taken.update(session.exec(select(Digest.user_id, Digest.period)
                                   .where(col(Digest.user_id).in_(ids), col(Digest.period).in_(periods))).all())
     return taken
 
@@ -140,7 +146,7 @@ def plan(session: Session, settings: Settings, now: datetime, *, user_ids: Seque
 
 def known_tokens(session: Session, user_id: int, post_ids: Sequence[int]) -> dict[int, str]:
     """The reader's existing reply tokens for these posts, in one query."""
-    return dict(session.exec(select(ReplyToken.post_id, ReplyToken.token)  # type: ignore[arg-type]
+    return dict(session.exec(select(ReplyToken.post_id, ReplyToken.token)
                              .where(ReplyToken.user_id == user_id, col(ReplyToken.post_id).in_(post_ids))).all())
 
 

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import attrgetter
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -42,6 +42,10 @@ NEWEST = attrgetter("created_at", "id")
 
 T = TypeVar("T")
 
+
+# The columns of a WindowPost, in its field order. Typed loosely: sqlmodel's select()
+# declares overloads for at most four columns.
+WINDOW_COLUMNS: tuple[Any, ...] = (Post.id, Post.author_id, Post.thread_id, Post.parent_id, Post.created_at, Post.body)
 
 @dataclass(slots=True)
 class WindowPost:
@@ -176,13 +180,13 @@ def load_window(session: Session, start: datetime, until: datetime) -> Window:
     window_threads = select(Post.thread_id).where(*in_window)
     reply_threads = select(Post.thread_id).where(*in_window, col(Post.id) != col(Post.thread_id))
 
-    for row in session.exec(select(Post.id, Post.author_id, Post.thread_id, Post.parent_id, Post.created_at, Post.body)
+    for row in session.exec(select(*WINDOW_COLUMNS)
                             .where(col(Post.id).in_(window_threads), Post.status == "visible",
                                    col(Post.id) == col(Post.thread_id))):
-        window.roots[row[0]] = WindowPost(*row)  # type: ignore[arg-type]
-    for row in session.exec(select(Post.id, Post.author_id, Post.thread_id, Post.parent_id, Post.created_at, Post.body)
+        window.roots[row[0]] = WindowPost(*row)
+    for row in session.exec(select(*WINDOW_COLUMNS)
                             .where(*in_window, Post.status == "visible").order_by(col(Post.created_at), col(Post.id))):
-        post = window.roots.get(row[0]) or WindowPost(*row)  # type: ignore[arg-type]
+        post = window.roots.get(row[0]) or WindowPost(*row)
         # A reply in a thread whose root was hidden or deleted is hidden with it.
         if post.thread_id not in window.roots:
             continue
@@ -204,7 +208,7 @@ def load_window(session: Session, start: datetime, until: datetime) -> Window:
     # (earlier replies included), a reply its direct answers.
     for thread_id, count in session.exec(select(Post.thread_id, func.count()).where(
             col(Post.thread_id).in_(window_threads), col(Post.id) != col(Post.thread_id), Post.status == "visible")
-            .group_by(Post.thread_id)):
+            .group_by(col(Post.thread_id))):
         window.reply_counts[thread_id] = count  # type: ignore[index]
     for post in window.posts.values():
         if post.parent_id is not None and post.parent_id != post.thread_id and post.parent_id in window.posts:
@@ -215,12 +219,12 @@ def load_window(session: Session, start: datetime, until: datetime) -> Window:
     for thread_id, author_id in session.exec(select(Post.thread_id, Post.author_id).distinct()
                                              .where(col(Post.thread_id).in_(reply_threads))):
         if thread_id in window.replies_in:
-            window.threads_of[author_id].add(thread_id)  # type: ignore[index]
+            window.threads_of[author_id].add(thread_id)
 
     authors = {p.author_id for p in window.posts.values()} | {p.author_id for p in window.roots.values()}
     for ids in chunks(sorted(authors)):
-        for user_id, name, email in session.exec(select(User.id, User.name, User.email).where(col(User.id).in_(ids))):
-            window.names[user_id] = name or email  # type: ignore[index]
+        for uid, name, email in session.exec(select(User.id, User.name, User.email).where(col(User.id).in_(ids))):
+            window.names[cast(int, uid)] = name or email
     return window
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Engine, func, insert
 from sqlmodel import Session, col, or_, select, update
@@ -106,7 +106,8 @@ def enqueue_many(session: Session, mails: list[tuple[dict[str, Any], bytes]]) ->
         return {}
     connection = session.connection()
     query = insert(Outbox).returning(col(Outbox.user_id), col(Outbox.id))
-    ids = {user_id: outbox_id for user_id, outbox_id in connection.execute(query, [values for values, _ in mails])}
+    rows = connection.execute(query, [values for values, _ in mails])
+    ids = {cast(int, user_id): cast(int, outbox_id) for user_id, outbox_id in rows}
     connection.execute(insert(OutboxBody), [{"outbox_id": ids[values["user_id"]], "raw": raw} for values, raw in mails])
     return ids
 
@@ -148,7 +149,7 @@ def claim_due(engine: Engine, limit: int = BATCH, now: datetime | None = None) -
         ids = list(session.exec(query))
         if not ids:
             return []
-        won = session.exec(update(Outbox).where(col(Outbox.id).in_(ids), Outbox.status == "queued", due)  # type: ignore[call-overload]
+        won = session.exec(update(Outbox).where(col(Outbox.id).in_(ids), col(Outbox.status) == "queued", due)  # type: ignore[call-overload]
                            .values(claimed_until=now + LEASE).returning(Outbox.id))
         claimed = [row[0] for row in won]
         rows = session.exec(select(Outbox, OutboxBody.raw).join(OutboxBody, col(OutboxBody.outbox_id) == Outbox.id)
@@ -167,7 +168,7 @@ def mark_all_sent(engine: Engine, row_ids: list[int]) -> None:
     while True:
         try:
             with transaction(engine) as session:
-                session.exec(update(Outbox).where(col(Outbox.id).in_(row_ids))  # type: ignore[call-overload]
+                session.exec(update(Outbox).where(col(Outbox.id).in_(row_ids))
                              .values(status="sent", sent_at=utcnow(), claimed_until=None,
                                      attempts=Outbox.attempts + 1, last_error=""))
             return
@@ -185,7 +186,7 @@ def mark_failed_attempt(engine: Engine, row: Outbox, error: str, *, permanent: b
     attempts = row.attempts + 1
     give_up = permanent or attempts >= MAX_ATTEMPTS
     with transaction(engine) as session:
-        session.exec(update(Outbox).where(col(Outbox.id) == row.id)  # type: ignore[call-overload]
+        session.exec(update(Outbox).where(col(Outbox.id) == row.id)
                      .values(attempts=attempts, last_error=error[:500], claimed_until=None,
                              status="failed" if give_up else "queued",
                              next_attempt_at=utcnow() + retry_delay(attempts)))
@@ -199,7 +200,7 @@ def retry(session: Session, row_id: int | None = None) -> int:
     query = update(Outbox).where(col(Outbox.status).in_(("queued", "failed")))
     if row_id is not None:
         query = query.where(col(Outbox.id) == row_id)
-    result = session.exec(query.values(status="queued", next_attempt_at=utcnow(), claimed_until=None))  # type: ignore[call-overload]
+    result = session.exec(query.values(status="queued", next_attempt_at=utcnow(), claimed_until=None))
     return int(result.rowcount or 0)
 
 

@@ -120,7 +120,7 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_SIZE)
 
 
-def configure_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def configure_sqlite(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
@@ -184,7 +184,7 @@ def insert_plan(model: type[SQLModel]) -> tuple[Direct, dict[str, Callable[[], A
     every column but the id."""
     table = model.__table__  # type: ignore[attr-defined]
     fields = model.model_fields
-    defaults = {column.key: functools.partial(fields[column.key].get_default, call_default_factory=True)
+    defaults: dict[str, Callable[[], Any]] = {column.key: functools.partial(fields[column.key].get_default, call_default_factory=True)
                 for column in table.columns if not column.primary_key}
     (key,) = table.primary_key.columns
     return Direct(table.insert().returning(key), list(defaults)), defaults

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Executable
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
 from sqlmodel import Session
 
 
@@ -48,7 +49,7 @@ class Direct:
     column is left out of it).
     """
 
-    def __init__(self, statement: Executable, columns: Sequence[str] | None = None) -> None:
+    def __init__(self, statement: ClauseElement, columns: Sequence[str] | None = None) -> None:
         self.statement = statement
         self.columns = list(columns) if columns is not None else None
         self.plans: dict[str, Plan] = {}
@@ -56,7 +57,7 @@ class Direct:
     def plan(self, dialect: Dialect) -> Plan:
         plan = self.plans.get(dialect.name)
         if plan is None:
-            compiled = self.statement.compile(dialect=dialect, column_keys=self.columns)
+            compiled = cast(SQLCompiler, self.statement.compile(dialect=dialect, column_keys=self.columns))
             names = tuple(compiled.positiontup or compiled.binds) if dialect.positional else tuple(compiled.binds)
             processors = tuple(compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
                                for name in names)

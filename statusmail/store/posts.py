@@ -63,11 +63,11 @@ def reply_counts(session: Session, posts: Sequence[Post]) -> dict[int, int]:
     counts: dict[int, int] = {}
     if roots:
         rows = session.exec(select(Post.thread_id, func.count()).where(col(Post.thread_id).in_(roots),
-                            col(Post.id) != col(Post.thread_id), Post.status == "visible").group_by(Post.thread_id))
+                            col(Post.id) != col(Post.thread_id), Post.status == "visible").group_by(col(Post.thread_id)))
         counts.update({k: v for k, v in rows if k is not None})
     if others:
         rows = session.exec(select(Post.parent_id, func.count()).where(col(Post.parent_id).in_(others),
-                            Post.status == "visible").group_by(Post.parent_id))
+                            Post.status == "visible").group_by(col(Post.parent_id)))
         counts.update({k: v for k, v in rows if k is not None})
     return counts
 
