@@ -23,7 +23,10 @@ run: $(STAMP)
 	$(BIN)/statusmail init
 	$(BIN)/statusmail serve
 
+# Lint and type-check first: both take seconds, and CI runs exactly this target.
 test: $(TEST_STAMP)
+	$(BIN)/ruff check statusmail tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(TEST_STAMP)
