@@ -240,13 +240,15 @@ def first_update_hint(settings: Settings) -> str:
 @pass_app
 def check(app: App) -> None:
     """Validate the configuration; reach the database and the relay."""
-    from statusmail.gateway.checks import run_checks
+    from statusmail.gateway.checks import config_warnings, run_checks
 
     failures = 0
     results = run_checks(app.settings)
     for name, ok, detail in results:
         failures += not ok
         click.echo(f"{'ok  ' if ok else 'FAIL'}  {name}: {detail}")
+    for warning in config_warnings(app.settings):
+        click.echo(f"warn  {warning}")
     if failures:
         raise click.ClickException(f"{failures} check(s) failed")
 
@@ -267,21 +269,17 @@ def report_outcome(outcome: Any, as_json: bool) -> None:
 @main.command()
 @config_option
 @click.argument("file", type=click.File("rb"), default="-")
-@click.option("--from", "mail_from", default="", help="Envelope sender (default: the From header).")
+@click.option("--from", "mail_from", default="", help="Envelope sender, checked against the From domain (default: the Return-Path header, if any).")
 @click.option("--to", "rcpt_to", multiple=True, help="Envelope recipient (default: the To/Cc headers).")
 @json_option
 @pass_app
 def inject(app: App, file: Any, mail_from: str, rcpt_to: tuple[str, ...], as_json: bool) -> None:
     """Run one RFC 5322 message (stdin if no FILE) through the inbound pipeline."""
-    from email.utils import parseaddr
-
     from statusmail.inbound.envelope import Envelope
     from statusmail.inbound.pipeline import run
 
     raw = file.read()
-    if not mail_from:
-        header = next((line for line in raw.split(b"\n\n", 1)[0].splitlines() if line.lower().startswith(b"from:")), b"")
-        mail_from = parseaddr(header[5:].decode("utf-8", "replace"))[1]
+    # Without --from the pipeline reads the envelope sender from Return-Path.
     outcome = run(raw, Envelope(mail_from=mail_from, rcpt_tos=rcpt_to, source="inject"), app.settings, app.engine)
     report_outcome(outcome, as_json)
 

@@ -286,6 +286,16 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"digest.default_timezone: unknown timezone {settings.digest.default_timezone!r}")
     if settings.imap.enabled and not settings.imap.host:
         raise ConfigError("imap.host: required when imap.enabled = true")
+    for key in ("processed_folder", "failed_folder"):
+        # Moving a message into the folder it is read from would read it again forever.
+        if folder_key(getattr(settings.imap, key)) == folder_key(settings.imap.folder):
+            raise ConfigError(f"imap.{key}: must differ from imap.folder ({settings.imap.folder!r})")
+
+
+def folder_key(name: str) -> str:
+    """A folder name as the server compares it: INBOX in any case is INBOX (RFC 3501 §5.1)."""
+    name = name.strip("/")
+    return "INBOX" if name.upper() == "INBOX" else name
 
 
 def is_timezone(name: str) -> bool:

@@ -68,3 +68,14 @@ def run_checks(settings: Settings) -> list[Check]:
 
         checks.append(check_mailbox(settings))
     return checks
+
+
+def config_warnings(settings: Settings) -> list[str]:
+    """Set-ups that work but trust more than they should; ``check`` prints them, exit 0."""
+    warnings: list[str] = []
+    if settings.imap.enabled and settings.policy.sender_auth == "network":
+        # Anyone who can mail the mailbox reaches it, so no network vouches for the sender.
+        warnings.append('mailbox: imap.enabled with policy.sender_auth = "network" trusts any From header '
+                        'anyone can mail to the mailbox; set sender_auth = "authres" and authserv_id to the '
+                        "provider's Authentication-Results name (see README, A hosted mailbox over IMAP)")
+    return warnings

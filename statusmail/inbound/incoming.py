@@ -27,7 +27,9 @@ class Incoming:
     raw: bytes
     envelope: Envelope
     settings: Settings
-    session: Session
+    # The batch's session; set by pipeline.decide once the parse stages (which need no
+    # store) are done, so that parsing never runs inside the transaction.
+    session: Session = field(default=None)  # type: ignore[assignment]
     now: datetime = field(default_factory=utcnow)
     msg: EmailMessage | None = None
     defects: list[str] = field(default_factory=list)
@@ -72,7 +74,8 @@ class Incoming:
             sender=clean(self.sender or self.envelope.mail_from), recipients=clean(", ".join(self.envelope.rcpt_tos)),
             peer=self.envelope.peer, source=self.envelope.source, outcome=outcome.status.value,
             reason=outcome.reason.name.lower(), detail=clean(outcome.detail[:1000]),
-            raw=None if outcome.reason is Reason.DUPLICATE else self.raw, defects="; ".join(self.defects)[:1000])
+            # Over the size limit the bytes are not kept (over IMAP they were never fetched).
+            raw=None if outcome.reason in (Reason.DUPLICATE, Reason.TOO_LARGE) else self.raw, defects="; ".join(self.defects)[:1000])
         if not stored:
             return Decision(log=log, stored=False)
         # Whether the sender gets an answer is the reason's to say, not the stage's.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import datetime
 
 from statusmail.errors import StatusmailError
 
@@ -163,10 +164,11 @@ class PipelineStop(StatusmailError):
     :class:`Discarded` are names for reading a stage, nothing more.
     """
 
-    def __init__(self, reason: Reason, detail: str = "") -> None:
+    def __init__(self, reason: Reason, detail: str = "", retry_at: datetime | None = None) -> None:
         super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
         self.reason = reason
         self.detail = detail or reason.value
+        self.retry_at = retry_at  # a deferral: when trying again can succeed (the rate limit lifts)
 
 
 Refused = Deferred = Discarded = PipelineStop
@@ -190,6 +192,7 @@ class Outcome:
     post_id: int | None = None
     log_id: int | None = None
     queued: bool = False  # mail was written to the outbox: the worker should look now
+    retry_at: datetime | None = None  # deferred: the earliest time a retry can succeed, when known
 
     @property
     def disposition(self) -> Disposition:

@@ -9,6 +9,7 @@ dropped connection.
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import functools
 import hashlib
@@ -19,6 +20,7 @@ from email.message import EmailMessage, Message
 from email.utils import getaddresses
 from typing import cast
 
+from statusmail.inbound.envelope import SMTP_SOURCES
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.memo import remember_short
 from statusmail.inbound.outcome import Discarded, Reason, Refused
@@ -26,6 +28,18 @@ from statusmail.inbound.recipients import Kind, classify_recipient
 from statusmail.store.record import already_recorded
 
 MAX_HEADERS = 500
+# Bounds on the header section, checked on the bytes before anything parses it: the
+# policy's address parser costs about 50 µs per address, so a From listing 300,000
+# addresses kept a writer busy for minutes, and a million folded lines cost seconds.
+MAX_HEADER_BYTES = 256 * 1024  # the whole header section
+MAX_FIELD_BYTES = 64 * 1024  # one field, folded lines and all (DKIM and ARC sets are a few KiB)
+MAX_ADDRESSES = 1000  # "@" in one address field: a post has one author and a few recipients
+ADDRESS_FIELDS = frozenset({
+    b"from", b"sender", b"reply-to", b"to", b"cc", b"bcc", b"delivered-to", b"return-path",
+    b"resent-from", b"resent-sender", b"resent-to", b"resent-cc", b"resent-bcc",
+})
+HEADER_END = re.compile(rb"\r?\n\r?\n")
+FIELD_START = re.compile(rb"^(?=[^ \t\r\n])", re.MULTILINE)
 MAX_PARTS = 200
 MAX_DEPTH = 20
 MESSAGE_ID = re.compile(r"<[^<>\s]{1,900}>")
@@ -154,13 +168,64 @@ def count_parts(msg: Message, depth: int = 0) -> int:
     return 1 + sum(count_parts(part, depth + 1) for part in payload if isinstance(part, Message))
 
 
+def refuse_oversized(mail: Incoming) -> None:
+    """Over ``smtp.max_message_bytes``, from any source: refused on the size the transport
+    announced (IMAP's RFC822.SIZE, so the bytes were never fetched) or on the bytes."""
+    limit = mail.settings.smtp.max_message_bytes
+    size = max(mail.envelope.size, len(mail.raw))
+    if size > limit:
+        raise Refused(Reason.TOO_LARGE, f"{size} bytes, over smtp.max_message_bytes ({limit})")
+
+
+def header_bounds_problem(raw: bytes) -> str:
+    """Why the header section is beyond the bounds parsing may cost, or "".
+
+    Linear scans of the bytes (regular expressions and ``bytes.count`` in C), before
+    the email package sees them, so whatever was sent the work is bounded.
+    """
+    end = HEADER_END.search(raw, 0, MAX_HEADER_BYTES + 4)
+    if end is None:
+        if len(raw) > MAX_HEADER_BYTES:
+            return f"header section over {MAX_HEADER_BYTES} bytes"
+        block = raw
+    else:
+        block = raw[:end.start() + 1]
+    if len(block) > MAX_HEADER_BYTES:
+        return f"header section over {MAX_HEADER_BYTES} bytes"
+    starts = [match.start() for match in FIELD_START.finditer(block)]
+    if len(starts) > MAX_HEADERS:
+        return f"more than {MAX_HEADERS} header fields"
+    for start, stop in zip(starts, [*starts[1:], len(block)]):
+        if stop - start > MAX_FIELD_BYTES:
+            name = block[start:block.find(b":", start, start + 80)].decode("ascii", "replace")
+            return f"header field {name[:80]!r} over {MAX_FIELD_BYTES} bytes"
+        colon = block.find(b":", start, min(stop, start + 80))
+        if colon > 0 and block[start:colon].strip().lower() in ADDRESS_FIELDS:
+            if block.count(b"@", colon, stop) > MAX_ADDRESSES:
+                name = block[start:colon].decode("ascii", "replace")
+                return f"more than {MAX_ADDRESSES} addresses in {name}"
+    return ""
+
+
 def parse_message(mail: Incoming) -> None:
-    """Parse the raw bytes; refuse what has no headers or exceeds the structural caps."""
+    """Parse the raw bytes; refuse what has no headers or exceeds the structural caps.
+
+    What the email package cannot parse at all (a RecursionError on deep nesting, say)
+    is refused for good, like any other unparseable message: retrying cannot help.
+    """
     raw = mail.raw
+    problem = header_bounds_problem(raw)
+    if problem:
+        raise Refused(Reason.UNPARSEABLE, problem)
     if b"\x00" in raw:
         raw = raw.replace(b"\x00", b"")
         mail.defects.append("NUL bytes removed")
-    msg = email.message_from_bytes(raw, policy=PARSING)
+    try:
+        msg = email.message_from_bytes(raw, policy=PARSING)
+    except (RecursionError, MemoryError):
+        raise Refused(Reason.UNPARSEABLE, "the email parser gave up on its structure (nesting)") from None
+    except Exception as exc:
+        raise Refused(Reason.UNPARSEABLE, f"the email parser failed: {type(exc).__name__}") from None
     assert isinstance(msg, EmailMessage)
     mail.msg = msg
     mail.defects.extend(type(d).__name__ for d in msg.defects)
@@ -175,6 +240,26 @@ def parse_message(mail: Incoming) -> None:
     if parts > MAX_PARTS:
         raise Refused(Reason.UNPARSEABLE, f"more than {MAX_PARTS} MIME parts")
     mail.message_id = first_message_id(raw_header(msg, "Message-ID"))
+
+
+def read_return_path(mail: Incoming) -> None:
+    """Without an SMTP envelope (IMAP, ``inject`` without ``--mail-from``, ``reprocess``),
+    the envelope sender is the topmost Return-Path, which the final delivery wrote from
+    MAIL FROM (RFC 5321 §4.4), so the envelope checks apply to every source."""
+    envelope = mail.envelope
+    if envelope.source in SMTP_SOURCES or (envelope.source == "inject" and envelope.mail_from):
+        return
+    value = raw_value(mail.message, "Return-Path")
+    if value is None:
+        # No record of the envelope: take the From address, as an MTA that saw only
+        # the header would, so that an empty sender is never mistaken for a bounce's.
+        if envelope.mail_from:
+            return
+        value = raw_value(mail.message, "From") or ""
+    addresses = [address for _, address in mailboxes(without_surrogates(value)) if address]
+    mail_from = addresses[0] if addresses else ("<>" if "<>" in value.replace(" ", "") else "")
+    if mail_from:
+        mail.envelope = dataclasses.replace(envelope, mail_from=mail_from)
 
 
 def dedupe_key_for(message_id: str, raw: bytes) -> str:

@@ -36,6 +36,7 @@ from statusmail.inbound.outcome import Held, Outcome, PipelineStop, Reason
 from statusmail.inbound.parse import without_surrogates as clean
 from statusmail.inbound.recipients import Kind
 from statusmail.logs import redact
+from statusmail.store.changes import Change
 from statusmail.store.db import begin_immediate, transaction
 from statusmail.store.record import Decision, note_decision, record_batch
 from statusmail.store.users import preload_users
@@ -43,11 +44,21 @@ from statusmail.store.users import preload_users
 log = logging.getLogger(__name__)
 
 Stage = Callable[[Incoming], None]
-Job = tuple[bytes, Envelope]
+# (raw, envelope) or (raw, envelope, changes): the changes are the source's own writes
+# for this message (the IMAP poller's last UID), applied in the batch's transaction
+# whatever the outcome, so they commit exactly when the decisions do.
+Job = tuple[bytes, Envelope] | tuple[bytes, Envelope, tuple[Change, ...]]
+
+# Stages that need only the bytes: run before the batch's transaction, so no message
+# is parsed while the database's write lock is held.
+PARSE: tuple[Stage, ...] = (
+    parse.refuse_oversized,
+    parse.parse_message,
+    parse.read_return_path,
+)
 
 # Stages every message passes, before we know what kind it is.
 INTAKE: tuple[Stage, ...] = (
-    parse.parse_message,
     parse.refuse_duplicate,
     parse.classify,
 )
@@ -92,12 +103,18 @@ def commit_batch(settings: Settings, engine: Engine, jobs: list[Job],
     """Decide every message, record the decisions in one transaction, and return the
     outcomes once it has committed. Never raises: a lost batch is answered as deferred.
     ``before_commit`` is for tests that inject faults."""
+    # Parsing first, outside the transaction: SQLite's write lock is held only for the
+    # stages that read the store and for the writes.
+    parsed = [prepare(job[0], job[1], settings) for job in jobs]
     try:
         with transaction(engine) as session:
             begin_immediate(session)
-            preload_users(session, (envelope.mail_from for _, envelope in jobs))
-            decided = [decide(session, raw, envelope, settings) for raw, envelope in jobs]
+            preload_users(session, (mail.envelope.mail_from for mail, _ in parsed))
+            decided = [decide(session, mail, stopped) for mail, stopped in parsed]
             record_batch(session, [decision for _, _, decision in decided])
+            for job in jobs:
+                for change in job[2] if len(job) > 2 else ():
+                    change.apply(session)
             if before_commit is not None:
                 before_commit(session)
         # The with block has committed: now 250 is true.
@@ -113,24 +130,40 @@ def commit_batch(settings: Settings, engine: Engine, jobs: list[Job],
     return outcomes
 
 
-def decide(session: Session, raw: bytes, envelope: Envelope,
-           settings: Settings) -> tuple[Incoming, Outcome, Decision]:
-    """Run the stages on one message: its outcome and what to record for it.
+def prepare(raw: bytes, envelope: Envelope, settings: Settings) -> tuple[Incoming, Outcome | None]:
+    """Run the :data:`PARSE` stages, which need no store: the message, and the outcome
+    when one of them already decided it."""
+    mail = Incoming(raw=raw, envelope=envelope, settings=settings)
+    try:
+        for stage in PARSE:
+            stage(mail)
+    except PipelineStop as stop:
+        return mail, Outcome(stop.reason, stop.detail)
+    except Exception:
+        return mail, internal_error(envelope)
+    return mail, None
+
+
+def decide(session: Session, mail: Incoming, stopped: Outcome | None = None) -> tuple[Incoming, Outcome, Decision]:
+    """Run the stages on one parsed message: its outcome and what to record for it.
 
     Database trouble propagates (the batch is lost, not this message); any other failure
     of a stage refuses this message alone, keeping its raw bytes for ``reprocess``.
     """
-    mail = Incoming(raw=raw, envelope=envelope, settings=settings, session=session)
-    try:
-        outcome = run_stages(mail)
-    except (OperationalError, StoreUnavailable):
-        raise
-    except DBAPIError as exc:
-        if exc.connection_invalidated:
+    mail.session = session
+    if stopped is not None:
+        outcome = stopped
+    else:
+        try:
+            outcome = run_stages(mail)
+        except (OperationalError, StoreUnavailable):
             raise
-        outcome = internal_error(envelope)
-    except Exception:
-        outcome = internal_error(envelope)
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise
+            outcome = internal_error(mail.envelope)
+        except Exception:
+            outcome = internal_error(mail.envelope)
     decision = mail.decision(outcome)
     note_decision(session, decision)
     return mail, outcome, decision
@@ -147,7 +180,7 @@ def run_stages(mail: Incoming) -> Outcome:
     except Held as stop:
         return Outcome(Reason.HELD, stop.detail)
     except PipelineStop as stop:
-        return Outcome(stop.reason, stop.detail)
+        return Outcome(stop.reason, stop.detail, retry_at=stop.retry_at)
 
 
 def internal_error(envelope: Envelope) -> Outcome:
@@ -160,7 +193,7 @@ def outcome_of(mail: Incoming, outcome: Outcome, decision: Decision) -> Outcome:
     if decision.duplicate:
         return Outcome(Reason.DUPLICATE, "stored by another process first", log_id=decision.log_id)
     post_id = mail.post.id if mail.post is not None and decision.stored else None
-    return Outcome(outcome.reason, outcome.detail, post_id, decision.log_id, decision.queued)
+    return Outcome(outcome.reason, outcome.detail, post_id, decision.log_id, decision.queued, outcome.retry_at)
 
 
 def log_outcome(mail: Incoming, outcome: Outcome) -> None:

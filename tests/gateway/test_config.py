@@ -54,6 +54,10 @@ def test_statusmail_config_variable_names_the_file(tmp_path, monkeypatch):
     ('[outbound]\ntransport = "carrier-pigeon:"\n', {}, "outbound.transport:"),
     ('[gateway]\naddress = "status+x@corp.example"\n', {}, "gateway.address:"),
     ("[policy\n", {}, "not valid TOML"),
+    # Moving mail into the folder it is read from would read it again forever (#21).
+    ('[imap]\nprocessed_folder = "INBOX"\n', {}, "imap.processed_folder: must differ from imap.folder"),
+    ('[imap]\nfolder = "Status"\nfailed_folder = "Status/"\n', {}, "imap.failed_folder: must differ"),
+    ('[imap]\nprocessed_folder = "inbox"\n', {}, "imap.processed_folder: must differ"),
 ])
 def test_a_bad_value_is_an_error_naming_the_key(tmp_path, text, env, message):
     config = tmp_path / "c.toml"
