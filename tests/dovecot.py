@@ -63,8 +63,9 @@ def dovecot_version(binary: str) -> tuple[int, ...]:
 class Dovecot:
     """Start, stop and talk to one Dovecot instance."""
 
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, acl: bool = False) -> None:
         self.binary = binary
+        self.acl = acl  # the ACL plugin, so that a test can make INBOX read-only (read_only_inbox)
         self.doveadm = str(Path(binary).with_name("doveadm"))
         self.root = Path(tempfile.mkdtemp(prefix="statusmail-dovecot-"))
         self.root.chmod(0o755)
@@ -122,7 +123,15 @@ service imap-login {{
 service anvil {{
   chroot =
 }}
-""")
+""" + ("""
+mail_plugins = $mail_plugins acl
+protocol imap {
+  mail_plugins = $mail_plugins imap_acl
+}
+plugin {
+  acl = vfile:cache_secs=0
+}
+""" if self.acl else ""))
 
     def start(self) -> None:
         # Its own process group, so that stop() reaches the imap processes too: they
@@ -160,6 +169,19 @@ service anvil {{
         if self.process.stderr:
             self.process.stderr.close()
         self.process = None
+
+    def read_only_inbox(self, read_only: bool = True) -> None:
+        """Let the user read INBOX but not change it (no expunge, so MOVE answers NO
+        [NOPERM]), as a shared or misconfigured mailbox does; needs ``acl=True``."""
+        assert self.acl, "start Dovecot with acl=True"
+        maildir = self.home / "Maildir"
+        maildir.mkdir(exist_ok=True)
+        path = maildir / "dovecot-acl"
+        if read_only:
+            path.write_text("owner lrwsi\n")  # lookup, read, flags, seen, insert: no expunge
+            os.chmod(path, 0o644)
+        else:
+            path.unlink(missing_ok=True)
 
     def answers(self) -> bool:
         try:

@@ -37,7 +37,9 @@ from statusmail.config import Settings
 from statusmail.gateway.writer import WriterProcess
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Outcome, Reason
+from statusmail.inbound.pipeline import Job as PipelineJob
 from statusmail.inbound.pipeline import commit_batch
+from statusmail.store.changes import Change
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ class Job:
     raw: bytes
     envelope: Envelope
     future: asyncio.Future[Outcome]
+    changes: tuple[Change, ...] = ()  # the source's own writes, committed with the batch (IMAP's last UID)
 
 
 class Batcher:
@@ -78,10 +81,10 @@ class Batcher:
         self.started = True
         self.drain_soon()
 
-    async def submit(self, raw: bytes, envelope: Envelope) -> Outcome:
+    async def submit(self, raw: bytes, envelope: Envelope, changes: tuple[Change, ...] = ()) -> Outcome:
         """Queue one message; returns its outcome once its batch is committed (or lost)."""
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self.waiting.append(Job(raw, envelope, future))
+        self.waiting.append(Job(raw, envelope, future, changes))
         self.drain_soon()
         return await future
 
@@ -119,7 +122,7 @@ class Batcher:
     async def commit(self, batch: list[Job]) -> list[Outcome]:
         """Run and store the batch in one transaction; the outcomes only once it committed."""
         self.batches += 1
-        jobs = [(job.raw, job.envelope) for job in batch]
+        jobs: list[PipelineJob] = [(job.raw, job.envelope, job.changes) for job in batch]
         if self.writer is not None:
             return await self.writer.store(jobs)
         return await asyncio.to_thread(commit_batch, self.settings, self.engine, jobs, self.before_commit)

@@ -26,8 +26,10 @@ from statusmail.gateway.imapwire import (
     parse_delimiter,
     parse_fetch,
     parse_search,
+    parse_sizes,
     parse_uidvalidity,
     response_text,
+    uid_set,
 )
 from statusmail.logs import redact
 
@@ -42,6 +44,11 @@ CLOSE_SECONDS = 5.0
 
 class MailboxError(StatusmailError):
     """The IMAP server refused a command, or the connection went away."""
+
+
+class CommandRefused(MailboxError):
+    """The server answered NO or BAD: the connection is fine, this command is not
+    (a read-only folder refusing MOVE, say). Reconnecting would not help."""
 
 
 @dataclass
@@ -87,17 +94,20 @@ async def command(connection: Connection, awaitable: Awaitable[aioimaplib.Respon
     """Run one command with a deadline; its lines when the server says OK."""
     response = await bounded(connection, awaitable, what)
     if response.result != "OK":
-        raise MailboxError(f"{what}: {response.result} {response_text(response.lines)}")
+        error = CommandRefused if response.result in ("NO", "BAD") and not connection.lost.is_set() else MailboxError
+        raise error(f"{what}: {response.result} {response_text(response.lines)}")
     return list(response.lines)
 
 
-async def idle(connection: Connection, stopping: asyncio.Event) -> None:
-    """One IDLE (RFC 2177): until the server reports a change, renewal time, stop or hang-up."""
+async def idle(connection: Connection, events: Iterable[asyncio.Event], timeout: float | None = None) -> None:
+    """One IDLE (RFC 2177): until the server reports a change, renewal time (or
+    ``timeout``, if sooner), one of ``events`` or hang-up."""
     client = connection.client
+    seconds = IDLE_RENEW_SECONDS if timeout is None else min(timeout, IDLE_RENEW_SECONDS)
     # aioimaplib's own renewal timer is set beyond ours, so ours always ends the IDLE.
     idle_task = await bounded(connection, client.idle_start(timeout=IDLE_RENEW_SECONDS + COMMAND_SECONDS), "IDLE")
     try:
-        push = await first(client.protocol.idle_queue.get(), (stopping, connection.lost), IDLE_RENEW_SECONDS)
+        push = await first(client.protocol.idle_queue.get(), (*events, connection.lost), seconds)
         if not push.cancelled():
             log.debug("IDLE: server says %s", push.result())
     finally:
@@ -185,27 +195,53 @@ async def search_new(connection: Connection, last_uid: int) -> list[int]:
     return sorted(uid for uid in set(parse_search(lines)) if uid > last_uid)
 
 
+async def search_upto(connection: Connection, last_uid: int) -> list[int]:
+    """UIDs from 1 to ``last_uid`` still in the folder, ascending."""
+    if last_uid < 1:
+        return []
+    lines = await command(connection, connection.client.protocol.search("UID", f"1:{last_uid}", by_uid=True,
+                                                                        charset=None), "UID SEARCH")
+    return sorted(uid for uid in set(parse_search(lines)) if uid <= last_uid)
+
+
+async def fetch_sizes(connection: Connection, uids: Iterable[int]) -> dict[int, int]:
+    """UID -> RFC822.SIZE of the messages still there: what a FETCH of their bytes would cost."""
+    lines = await command(connection, connection.client.uid("fetch", uid_set(uids), "(UID RFC822.SIZE)"),
+                          "UID FETCH RFC822.SIZE")
+    return parse_sizes(lines)
+
+
+async def fetch_messages(connection: Connection, uids: Iterable[int]) -> dict[int, bytes]:
+    """UID -> bytes, in one FETCH, without setting \\Seen (BODY.PEEK); gone ones are left out."""
+    lines = await command(connection, connection.client.uid("fetch", uid_set(uids), "(UID BODY.PEEK[])"),
+                          "UID FETCH")
+    return parse_fetch(lines)
+
+
 async def fetch_message(connection: Connection, uid: int) -> bytes | None:
     """The message's bytes, without setting \\Seen (BODY.PEEK); None if it is gone."""
-    lines = await command(connection, connection.client.uid("fetch", str(uid), "(UID BODY.PEEK[])"),
-                          f"UID FETCH {uid}")
-    return parse_fetch(lines).get(uid)
+    return (await fetch_messages(connection, [uid])).get(uid)
 
 
-async def move_message(connection: Connection, uid: int, folder: str) -> None:
-    """Move one message: MOVE (RFC 6851), else COPY, \\Deleted and UID EXPUNGE (RFC 4315)."""
+async def move_messages(connection: Connection, uids: Iterable[int], folder: str) -> None:
+    """Move a set of messages in one command: MOVE (RFC 6851), else COPY, \\Deleted and
+    UID EXPUNGE (RFC 4315). UIDs already gone are skipped by the server."""
     await ensure_folder(connection, folder)
-    client, target = connection.client, mailbox_name(folder, connection.delimiter)
+    client, target, numbers = connection.client, mailbox_name(folder, connection.delimiter), uid_set(uids)
     if connection.has("MOVE"):
-        await command(connection, client.uid("move", str(uid), target), f"UID MOVE {uid} to {folder}")
+        await command(connection, client.uid("move", numbers, target), f"UID MOVE {numbers} to {folder}")
         return
-    await command(connection, client.uid("copy", str(uid), target), f"UID COPY {uid} to {folder}")
-    await command(connection, client.uid("store", str(uid), "+FLAGS.SILENT", r"(\Deleted)"), f"UID STORE {uid}")
+    await command(connection, client.uid("copy", numbers, target), f"UID COPY {numbers} to {folder}")
+    await command(connection, client.uid("store", numbers, "+FLAGS.SILENT", r"(\Deleted)"), f"UID STORE {numbers}")
     if connection.has("UIDPLUS"):
-        await command(connection, client.uid("expunge", str(uid)), f"UID EXPUNGE {uid}")
+        await command(connection, client.uid("expunge", numbers), f"UID EXPUNGE {numbers}")
     else:
         # Without UIDPLUS, EXPUNGE also removes other messages someone marked \Deleted.
         await command(connection, client.expunge(), "EXPUNGE")
+
+
+async def move_message(connection: Connection, uid: int, folder: str) -> None:
+    await move_messages(connection, [uid], folder)
 
 
 async def ensure_folder(connection: Connection, folder: str) -> None:

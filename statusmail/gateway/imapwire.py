@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 Line = bytes | bytearray
 
 FETCH_START = re.compile(rb"(?:\* )?\d+ FETCH \(")
 UID_ITEM = re.compile(rb"\bUID (\d+)")
+SIZE_ITEM = re.compile(rb"\bRFC822\.SIZE (\d+)")
 BODY_LITERAL = re.compile(rb"BODY\[\] \{(\d+)\}$")
 UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
 EXISTS = re.compile(rb"^(?:\* )?(\d+) EXISTS$")
@@ -56,6 +57,33 @@ def parse_fetch(lines: Sequence[Line]) -> dict[int, bytes]:
     if uid is not None and body is not None:
         found[uid] = body
     return found
+
+
+def parse_sizes(lines: Sequence[Line]) -> dict[int, int]:
+    """UID -> RFC822.SIZE from the untagged lines of ``UID FETCH ... (UID RFC822.SIZE)``."""
+    found: dict[int, int] = {}
+    for line in lines:
+        if isinstance(line, bytearray) or not FETCH_START.match(line):
+            continue
+        uid, size = UID_ITEM.search(line), SIZE_ITEM.search(line)
+        if uid and size:
+            found[int(uid.group(1))] = int(size.group(1))
+    return found
+
+
+def uid_set(uids: Iterable[int]) -> str:
+    """An RFC 3501 sequence set of UIDs, runs as ranges: ``1:3,7,9:12``."""
+    ordered = sorted(set(uids))
+    runs: list[str] = []
+    start = previous = ordered[0] if ordered else 0
+    for uid in ordered[1:]:
+        if uid != previous + 1:
+            runs.append(f"{start}:{previous}" if previous > start else str(start))
+            start = uid
+        previous = uid
+    if ordered:
+        runs.append(f"{start}:{previous}" if previous > start else str(start))
+    return ",".join(runs)
 
 
 def parse_search(lines: Sequence[Line]) -> list[int]:

@@ -96,7 +96,9 @@ class Gateway:
             prune_periodically(self.engine, self.settings.gateway.keep_raw_days, self.stopping), name="retention"))
         self.digests = DigestScheduler(self.settings, self.engine, on_queued=self.worker.poke)
         self.tasks.append(asyncio.create_task(self.digests.run(), name="digests"))
-        self.poller = ImapPoller(self.settings, self.engine, on_queued=self.worker.poke) if self.settings.imap.enabled else None
+        # The poller shares the batcher, so IMAP mail is stored by the same writer process.
+        self.poller = (ImapPoller(self.settings, self.engine, on_queued=self.worker.poke, batcher=self.batcher)
+                       if self.settings.imap.enabled else None)
         if self.poller is not None:
             self.imap_task = asyncio.create_task(self.poller.run(), name="imap")
             self.tasks.append(self.imap_task)
@@ -108,10 +110,10 @@ class Gateway:
             await asyncio.wait_for(self.handler.in_flight.idle.wait(), DRAIN_SECONDS)
         except TimeoutError:
             log.warning("%d messages still in progress at shutdown", self.handler.in_flight.count)
-        await self.batcher.close()  # commits what is queued; its senders get their replies
-        if self.poller is not None:  # finish the message in hand before the outbox stops
+        if self.poller is not None:  # finish the batch in hand: it needs the batcher
             self.poller.stop()
             await asyncio.gather(self.imap_task, return_exceptions=True)
+        await self.batcher.close()  # commits what is queued; its senders get their replies
         self.digests.stop()
         self.stopping.set()
         self.worker.stop()

@@ -35,7 +35,7 @@ from statusmail.inbound.outcome import Outcome, Reason
 
 log = logging.getLogger(__name__)
 
-Jobs = list[tuple[bytes, Envelope]]
+Jobs = list[tuple[bytes, Envelope] | tuple[bytes, Envelope, tuple[Any, ...]]]  # pipeline.Job
 # "spawn", not "fork": the listener has threads, a running event loop and open database
 # connections, none of which survive a fork safely.
 CONTEXT = multiprocessing.get_context("spawn")
@@ -69,7 +69,7 @@ class WriterProcess:
             if self.pipe is None or not self.process.is_alive():
                 await asyncio.to_thread(self.restart)  # a spawn takes a second: not on the loop
             assert self.pipe is not None
-            if sum(len(raw) for raw, _ in jobs) <= INLINE_BYTES:
+            if sum(len(job[0]) for job in jobs) <= INLINE_BYTES:
                 self.pipe.send(jobs)  # fits the socket's buffer: returns at once
             else:  # copying megabytes would hold up every session on the loop meanwhile
                 await asyncio.to_thread(self.pipe.send, jobs)

@@ -38,11 +38,47 @@ class LeaderLock:
             connection.close()
         return got
 
+    def held(self) -> bool:
+        """Whether this process still holds the lock. A session lock lasts as long as its
+        connection: one an administrator terminated (``pg_terminate_backend``), or that a
+        network failure cut, has released it, and another process may have it now."""
+        if self.engine.dialect.name != "postgresql":
+            return True
+        connection = self.connection
+        if connection is None:
+            return False
+        high, low = (self.key >> 32) & 0xFFFFFFFF, self.key & 0xFFFFFFFF
+        try:
+            count = connection.execute(text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()"
+                " AND classid = CAST(:high AS oid) AND objid = CAST(:low AS oid) AND objsubid = 1"),
+                {"high": high, "low": low}).scalar()
+            connection.commit()
+        except Exception:
+            self.forget()
+            return False
+        if not count:
+            self.forget()
+        return bool(count)
+
+    def forget(self) -> None:
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:
+                pass
+
     def release(self) -> None:
         connection, self.connection = self.connection, None
         if connection is not None:
             try:
                 connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
                 connection.commit()
+            except Exception:
+                pass  # the connection is gone, and the lock with it
             finally:
-                connection.close()
+                try:
+                    connection.close()
+                except Exception:
+                    pass
