@@ -47,4 +47,16 @@ class TransportError(StatusmailError):
 
 
 class PermanentTransportError(TransportError):
-    """The relay refused the message for good."""
+    """The relay refused the message for good.
+
+    ``status`` is the reply's RFC 3463 enhanced code (``5.1.1``; ``5.0.0`` when the relay
+    gave none) and ``refused_recipient`` says whether the refusal was of the recipient:
+    a 5xx to RCPT or to DATA (one recipient per transaction). Such a refusal is scored
+    like a DSN's hard bounce (SPEC §5); one at MAIL, AUTH or the greeting is about us,
+    not the address, and is not.
+    """
+
+    def __init__(self, message: str, *, status: str = "5.0.0", refused_recipient: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.refused_recipient = refused_recipient

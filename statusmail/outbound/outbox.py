@@ -31,6 +31,7 @@ from statusmail.errors import PermanentTransportError, StoreUnavailable, Transpo
 from statusmail.inbound.recipients import bounce_address
 from statusmail.logs import redact
 from statusmail.outbound.transport import Transport
+from statusmail.store.bounces import BounceFact, record_bounces
 from statusmail.store.db import insert_values, transaction
 from statusmail.store.direct import Direct
 from statusmail.store.models import Outbox, OutboxBody, utcnow
@@ -181,8 +182,12 @@ def mark_all_sent(engine: Engine, row_ids: list[int]) -> None:
             delay = min(delay * 2, 5.0)
 
 
-def mark_failed_attempt(engine: Engine, row: Outbox, error: str, *, permanent: bool = False) -> None:
-    """Schedule the next try, or give up after MAX_ATTEMPTS (or at once on a 5xx)."""
+def mark_failed_attempt(engine: Engine, row: Outbox, error: str, *, permanent: bool = False,
+                        bounce: BounceFact | None = None) -> None:
+    """Schedule the next try, or give up after MAX_ATTEMPTS (or at once on a 5xx).
+
+    ``bounce``: the relay refused the recipient; it is recorded and scored against the
+    address in the same transaction, exactly as a DSN's report would be."""
     attempts = row.attempts + 1
     give_up = permanent or attempts >= MAX_ATTEMPTS
     with transaction(engine) as session:
@@ -190,6 +195,8 @@ def mark_failed_attempt(engine: Engine, row: Outbox, error: str, *, permanent: b
                      .values(attempts=attempts, last_error=error[:500], claimed_until=None,
                              status="failed" if give_up else "queued",
                              next_attempt_at=utcnow() + retry_delay(attempts)))
+        if bounce is not None:
+            record_bounces(session, row.id, row.to_addr, [bounce])
     level = logging.ERROR if give_up else logging.WARNING
     log.log(level, "outbox %s to %s: %s (attempt %d%s)", row.id, redact(row.to_addr), redact(error), attempts,
             ", giving up" if give_up else "")
@@ -252,7 +259,9 @@ async def deliver(engine: Engine, transport: Transport, mail: Claimed, marks: Se
     try:
         await transport.send(row.envelope_from, row.to_addr, mail.raw)
     except PermanentTransportError as exc:
-        await asyncio.to_thread(mark_failed_attempt, engine, row, str(exc), permanent=True)
+        # A refused recipient is a hard bounce (SPEC §5): departed staff get suspended.
+        bounce = BounceFact(exc.status, hard=True, diagnostic=str(exc)) if exc.refused_recipient else None
+        await asyncio.to_thread(mark_failed_attempt, engine, row, str(exc), permanent=True, bounce=bounce)
         return False
     except TransportError as exc:
         await asyncio.to_thread(mark_failed_attempt, engine, row, str(exc))

@@ -2,7 +2,8 @@
 
 A transport takes bytes that are already a complete RFC 5322 message. Failures that a
 retry may cure raise :class:`TransportError`; a relay's 5xx raises
-:class:`PermanentTransportError`. The SMTP transport keeps its connections open and
+:class:`PermanentTransportError`, which says whether it refused the recipient (at RCPT or
+DATA: the outbox scores it as a hard bounce) and with which enhanced status code. The SMTP transport keeps its connections open and
 reuses them across messages, one per concurrent sender, and drops a connection on any
 error so the next message starts on a fresh one.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import mailbox
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -109,12 +111,19 @@ class SmtpTransport:
             drop(client)
             codes = [error.code for error in exc.recipients]
             if codes and all(500 <= code < 600 for code in codes):
-                raise PermanentTransportError(f"relay refused {recipient}: {exc.recipients[0].message}") from exc
+                first = exc.recipients[0]
+                raise PermanentTransportError(f"relay refused {recipient}: {first.code} {first.message}",
+                                              status=enhanced_status(first.code, first.message),
+                                              refused_recipient=True) from exc
             raise TransportError(f"relay deferred {recipient}") from exc
         except aiosmtplib.SMTPResponseException as exc:
             drop(client)
             if 500 <= exc.code < 600:
-                raise PermanentTransportError(f"relay answered {exc.code} {exc.message}") from exc
+                at_data = isinstance(exc, aiosmtplib.SMTPDataError)
+                raise PermanentTransportError(f"relay answered {exc.code} {exc.message}"
+                                              + (f" to the DATA of {recipient}" if at_data else ""),
+                                              status=enhanced_status(exc.code, exc.message),
+                                              refused_recipient=at_data) from exc
             raise TransportError(f"relay answered {exc.code} {exc.message}") from exc
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             drop(client)
@@ -142,6 +151,15 @@ class SmtpTransport:
                 await client.quit()
             except (TimeoutError, aiosmtplib.SMTPException, OSError):
                 client.close()
+
+
+ENHANCED_STATUS = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+def enhanced_status(code: int, message: str) -> str:
+    """The RFC 3463 code a reply starts with (RFC 2034), else the basic code's class."""
+    match = ENHANCED_STATUS.match(message)
+    return match.group(1) if match else f"{code // 100}.0.0"
 
 
 def drop(client: aiosmtplib.SMTP | None) -> None:

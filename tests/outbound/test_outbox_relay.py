@@ -13,8 +13,9 @@ from sqlmodel import Session, select
 from statusmail.outbound import outbox
 from statusmail.outbound.outbox import LANES, MAX_ATTEMPTS, OutboxWorker, SentMarks, drain, enqueue, retry
 from statusmail.outbound.transport import SmtpTransport
+from statusmail.store.bounces import HARD_BOUNCES_TO_SUSPEND
 from statusmail.store.db import transaction
-from statusmail.store.models import Outbox
+from statusmail.store.models import Bounce, Outbox, User
 
 
 class CaptureRelay:
@@ -22,8 +23,22 @@ class CaptureRelay:
 
     def __init__(self) -> None:
         self.mode = "accept"
+        self.refuse_rcpt: dict[str, str] = {}  # address -> the reply to its RCPT
+        self.refuse_mail = ""  # the reply to every MAIL, when set
         self.slow = b""  # a message containing this is answered after a pause
         self.received: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_MAIL(self, server, session, envelope, address, options) -> str:  # type: ignore[no-untyped-def]
+        if self.refuse_mail:
+            return self.refuse_mail
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, options) -> str:  # type: ignore[no-untyped-def]
+        if address in self.refuse_rcpt:
+            return self.refuse_rcpt[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
         if self.mode == "defer":
@@ -238,3 +253,78 @@ def test_a_locked_database_after_sending_is_waited_out_not_a_second_send(relay, 
     assert [r.status for r in rows(engine)] == ["sent"]
     assert relay.loop.run_until_complete(drain(engine, SmtpTransport("127.0.0.1", relay.port))) == 0
     assert len(relay.received) == 1
+
+
+def queue_for(engine, settings, to: str, count: int) -> None:
+    with transaction(engine) as session:
+        for i in range(count):
+            msg = EmailMessage()
+            msg["Subject"] = f"mail {i} for {to}"
+            msg["Message-ID"] = f"<{to}.{i}@corp.example>"
+            msg.set_content("hello")
+            enqueue(session, msg, settings, kind="notification", to=to)
+
+
+def user(engine, email: str) -> User:
+    with Session(engine) as session:
+        return session.exec(select(User).where(User.email == email)).one()
+
+
+def test_a_relay_refusing_a_departed_recipient_scores_each_refusal_as_a_hard_bounce_until_suspended(
+        relay, engine, settings):
+    """What Postfix and Exchange answer for a departed employee, at RCPT (SPEC §5)."""
+    with transaction(engine) as session:
+        session.add(User(email="dave@corp.example", handle="dave"))
+        session.add(User(email="erin@corp.example", handle="erin"))
+    relay.refuse_rcpt["dave@corp.example"] = (
+        "550 5.1.1 <dave@corp.example>: Recipient address rejected: User unknown in local recipient table")
+    queue_for(engine, settings, "dave@corp.example", HARD_BOUNCES_TO_SUSPEND)
+    queue_for(engine, settings, "erin@corp.example", 1)
+    transport = SmtpTransport("127.0.0.1", relay.port)
+    assert relay.loop.run_until_complete(drain(engine, transport)) == 1  # erin's
+    relay.loop.run_until_complete(transport.close())
+    daves = [row for row in rows(engine) if row.to_addr == "dave@corp.example"]
+    assert [row.status for row in daves] == ["failed"] * HARD_BOUNCES_TO_SUSPEND
+    assert all("User unknown in local recipient table" in row.last_error for row in daves)
+    with Session(engine) as session:
+        bounces = list(session.exec(select(Bounce).order_by(Bounce.id)))
+    assert [(b.recipient, b.status, b.hard) for b in bounces] == [("dave@corp.example", "5.1.1", True)] * 3
+    assert {b.outbox_id for b in bounces} == {row.id for row in daves}
+    dave, erin = user(engine, "dave@corp.example"), user(engine, "erin@corp.example")
+    assert (dave.hard_bounces, dave.mail_suspended) == (HARD_BOUNCES_TO_SUSPEND, True)
+    assert (erin.hard_bounces, erin.mail_suspended) == (0, False)
+
+
+def test_a_5xx_to_data_is_a_hard_bounce_too_and_a_refusal_without_enhanced_code_is_5_0_0(relay, engine, settings):
+    with transaction(engine) as session:
+        session.add(User(email="dave@corp.example", handle="dave"))
+    relay.mode = "refuse"  # 550 5.1.1 no such user, after DATA
+    queue_for(engine, settings, "dave@corp.example", 1)
+    transport = SmtpTransport("127.0.0.1", relay.port)
+    relay.loop.run_until_complete(drain(engine, transport))
+    relay.mode = "accept"
+    relay.refuse_rcpt["dave@corp.example"] = "553 mailbox name not allowed"
+    queue_for(engine, settings, "dave@corp.example", 1)
+    make_due(engine)
+    relay.loop.run_until_complete(drain(engine, transport))
+    relay.loop.run_until_complete(transport.close())
+    with Session(engine) as session:
+        assert [(b.status, b.hard) for b in session.exec(select(Bounce).order_by(Bounce.id))] == [
+            ("5.1.1", True), ("5.0.0", True)]
+    assert user(engine, "dave@corp.example").hard_bounces == 2
+
+
+def test_a_relay_refusing_our_sender_fails_the_mail_without_blaming_the_recipient(relay, engine, settings):
+    """A 5xx to MAIL FROM (relay misconfigured, authentication required) is about us."""
+    with transaction(engine) as session:
+        session.add(User(email="dave@corp.example", handle="dave"))
+    relay.refuse_mail = "530 5.7.0 Authentication required"
+    queue_for(engine, settings, "dave@corp.example", 1)
+    transport = SmtpTransport("127.0.0.1", relay.port)
+    relay.loop.run_until_complete(drain(engine, transport))
+    relay.loop.run_until_complete(transport.close())
+    [row] = rows(engine)
+    assert row.status == "failed" and "530" in row.last_error
+    with Session(engine) as session:
+        assert list(session.exec(select(Bounce))) == []
+    assert user(engine, "dave@corp.example").hard_bounces == 0
