@@ -38,7 +38,13 @@ class MaildirTransport:
         self.path = Path(path)
 
     def _deliver(self, envelope_from: str, recipient: str, raw: bytes) -> None:
-        box = mailbox.Maildir(self.path, create=True)  # its folders are created 0700
+        # Made here, not by Maildir(create=True): two first deliveries at once (the
+        # worker's lanes) raced in its mkdir calls, and one failed with EEXIST or ENOENT.
+        # Its folders are the owner's only (0700).
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for sub in ("tmp", "new", "cur"):
+            (self.path / sub).mkdir(mode=0o700, exist_ok=True)
+        box = mailbox.Maildir(self.path, create=False)
         # Return-Path and Delivered-To as a local delivery agent would add them (RFC 5321 §4.4).
         header = f"Return-Path: <{envelope_from}>\r\nDelivered-To: {recipient}\r\n".encode()
         key = box.add(header + raw)
