@@ -27,6 +27,8 @@ class Reason(enum.StrEnum):
     POSTED = "posted"
     REPLIED = "reply posted"
     COMMANDS = "commands answered"
+    KEYWORD = "reply keyword done"  # mute, unmute, unsubscribe as a reply (SPEC §3)
+    LIKED = "like recorded"  # +1, like or a thumbs up as a reply: no post, no mail
     DUPLICATE = "already received"
     BOUNCE = "delivery report recorded"
     HELD = "held for moderation"
@@ -100,6 +102,8 @@ OK_POSTED = "250 2.0.0 OK: posted"
 OK_REPLIED = "250 2.0.0 OK: reply posted"
 OK_HELD = "250 2.0.0 OK: held for moderation"
 OK_COMMANDS = "250 2.0.0 OK: commands answered by mail"
+OK_KEYWORD = "250 2.0.0 OK: done, not posted; confirmed by mail"
+OK_LIKED = "250 2.0.0 OK: like recorded, not posted"
 OK_DUPLICATE = "250 2.0.0 OK: already received"
 OK_NOTED = "250 2.0.0 OK"
 OK_TOO_LONG = "250 2.0.0 OK: not posted, too long; the sender was told by mail"
@@ -118,6 +122,8 @@ DISPOSITIONS: dict[Reason, Disposition] = {
     Reason.POSTED: accepted(OK_POSTED),
     Reason.REPLIED: accepted(OK_REPLIED),
     Reason.COMMANDS: accepted(OK_COMMANDS, answered=True),
+    Reason.KEYWORD: accepted(OK_KEYWORD, answered=True),
+    Reason.LIKED: accepted(OK_LIKED),
     Reason.DUPLICATE: accepted(OK_DUPLICATE),
     Reason.BOUNCE: accepted(OK_NOTED),
     Reason.HELD: Disposition(Status.HELD, OK_HELD, Mailbox.PROCESSED, False),

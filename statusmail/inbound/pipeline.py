@@ -29,7 +29,7 @@ from sqlmodel import Session
 
 from statusmail.config import Settings
 from statusmail.errors import StoreUnavailable
-from statusmail.inbound import commands, loops, parse, publish, senders, text, threads
+from statusmail.inbound import commands, keywords, loops, parse, publish, senders, text, threads
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.outcome import Held, Outcome, PipelineStop, Reason
@@ -79,6 +79,7 @@ PUBLISH: tuple[Stage, ...] = SENDER + (
     threads.find_parent,
     senders.limit_rate,
     text.extract_text,
+    keywords.act_on_keyword,
     text.enforce_brevity,
     text.find_tags_and_mentions,
     publish.collect_holds,

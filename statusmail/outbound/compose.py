@@ -53,7 +53,8 @@ class Draft:
     template: str
     context: dict[str, Any]
     html: bool = True
-    reply_to: str = ""
+    reply_to: str = ""  # "": gateway.request_address (mail not about one post, SPEC §4)
+    from_name: str = ""  # "": outbound.from_name; mail about a post names its author
     auto_submitted: str = "auto-generated"  # or auto-replied (RFC 3834 §5)
     in_reply_to: str = ""
     references: list[str] = field(default_factory=list)
@@ -66,13 +67,14 @@ def build_message(draft: Draft, settings: Settings, *, message_id: str | None = 
     """The complete message for ``draft``: headers set in code, bodies from templates."""
     now = now or datetime.now(UTC)
     msg = EmailMessage()
-    msg["From"] = mailbox(settings.outbound.from_name, settings.gateway.address)
+    msg["From"] = mailbox(draft.from_name or settings.outbound.from_name, settings.gateway.address)
     msg["To"] = mailbox(draft.to_name, draft.to)
     msg["Subject"] = one_line(draft.subject)
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = message_id or new_message_id(settings)
-    if draft.reply_to:
-        msg["Reply-To"] = draft.reply_to
+    # A reply to mail that is about no one post (a digest, an answer, a round-up) goes
+    # to the command address: it is read as commands, never posted (SPEC §3, §4).
+    msg["Reply-To"] = draft.reply_to or settings.gateway.request_address
     if draft.in_reply_to:
         msg["In-Reply-To"] = draft.in_reply_to
     if draft.references:

@@ -175,7 +175,7 @@ def compose(settings: Settings, recipient: Recipient, content: DigestContent, to
         for item in section.items:
             address = token_address(tokens[item.post.id], settings)
             items.append({"author": item.author, "time": local_time(item.post.created_at, recipient),
-                          "text": item.post.body, "reply_count": item.reply_count, "is_reply": item.post.is_reply,
+                          "text": item.post.body, "reply_count": item.reply_count, "like_count": item.like_count, "is_reply": item.post.is_reply,
                           "thread_subject": item.thread_subject, "reply_address": address,
                           "reply_url": reply_link(address, item.thread_subject)})
         # "entries", not "items": jinja would find the dict's items() method first.

@@ -29,7 +29,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from statusmail.outbound.notify import first_line
-from statusmail.store.models import Follow, Mention, Mute, Post, PostTag, User
+from statusmail.store.models import Follow, Like, Mention, Mute, Post, PostTag, User
 
 # A digest is read, not searched: beyond this a section says "and N more".
 SECTION_LIMIT = 30
@@ -71,6 +71,7 @@ class Item:
     author: str
     thread_subject: str  # first line of the thread's root: the reply subject is "Re: " + this
     reply_count: int
+    like_count: int = 0
 
 
 @dataclass
@@ -121,6 +122,7 @@ class Window:
     replies_in: dict[int, list[WindowPost]] = field(default_factory=lambda: defaultdict(list))
     threads_of: dict[int, set[int]] = field(default_factory=lambda: defaultdict(set))  # user -> threads
     reply_counts: dict[int, int] = field(default_factory=dict)
+    like_counts: dict[int, int] = field(default_factory=dict)
     _discussed: dict[datetime, list[int]] = field(default_factory=dict)
     _subjects: dict[int, str] = field(default_factory=dict)
     _items: dict[int, Item] = field(default_factory=dict)
@@ -143,7 +145,8 @@ class Window:
         """The post as digests show it: the same for every reader, so made once."""
         item = self._items.get(post.id)
         if item is None:
-            item = Item(post, self.names.get(post.author_id, ""), self.thread_subject(post), self.reply_count(post))
+            item = Item(post, self.names.get(post.author_id, ""), self.thread_subject(post), self.reply_count(post),
+                        self.like_counts.get(post.id, 0))
             self._items[post.id] = item
         return item
 
@@ -213,6 +216,9 @@ def load_window(session: Session, start: datetime, until: datetime) -> Window:
     for post in window.posts.values():
         if post.parent_id is not None and post.parent_id != post.thread_id and post.parent_id in window.posts:
             window.reply_counts[post.parent_id] = window.reply_counts.get(post.parent_id, 0) + 1
+    for post_id, count in session.exec(select(Like.post_id, func.count()).join(Post, col(Post.id) == Like.post_id)
+                                       .where(*in_window).group_by(Like.post_id)):
+        window.like_counts[post_id] = count
     window.rank_posts()
 
     # Who is part of a thread with news: its root's author and everyone who answered in it.

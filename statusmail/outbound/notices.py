@@ -31,7 +31,7 @@ def queue_notice(session: Session, settings: Settings, user: User, template: str
         return None
     draft = Draft(to=user.email, to_name=user.name, subject=subject, template=f"notice/{template}",
                   context={"name": user.name or user.email, **context}, auto_submitted="auto-replied",
-                  reply_to=settings.gateway.address, in_reply_to=in_reply_to,
+                  in_reply_to=in_reply_to,
                   references=[in_reply_to] if in_reply_to else [])
     return enqueue(session, build_message(draft, settings), settings, kind=kind, to=user.email, user_id=user.id)
 

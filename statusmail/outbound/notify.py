@@ -4,11 +4,17 @@ A reply is announced to the thread's author, its earlier repliers and the users 
 mentions; a new post to the users it mentions. Never to the post's own author, a user
 who muted the thread, a banned user, or an address suspended after hard bounces.
 
-Each notification threads in every client (DESIGN decision 6): the subject is always
-``Re: <first line of the root>``; In-Reply-To names the post the mail is about and
-References chains the root's original Message-ID, the last mail this recipient got in
-the thread and the parent, so it sits under the author's own sent message; Outlook gets
-Thread-Topic and a child Thread-Index of the root's.
+Each notification threads in every client as the tree of the posts (DESIGN decision 6,
+SPEC §4). A mail about post P carries P's own Message-ID (the author's original, as a
+mailing list passes a message on), ``In-Reply-To`` the parent's and ``References`` the
+thread's posts from the root down to the parent. So in any reader's folder the mail
+about a reply sits under the mail about the post it answers, or under the reader's own
+sent message when the reader wrote that post; it never points at an unrelated earlier
+mail. Every reader gets at most one mail per post, so in one mailbox the Message-ID is
+unique. Outlook gets Thread-Topic and a Thread-Index that is the root's extended by one
+block per level, the same in every copy (``threadindex.descendant_thread_index``).
+The subject is always ``Re: <first line of the root>``; the From shows the author
+(``"Alice Anders via <site_name>"``) at the gateway's address.
 """
 
 from __future__ import annotations
@@ -23,9 +29,10 @@ from statusmail.config import Settings
 from statusmail.inbound.recipients import token_address
 from statusmail.outbound.compose import Draft, build_message, one_line
 from statusmail.outbound.outbox import enqueue
-from statusmail.outbound.threadindex import child_thread_index
+from statusmail.outbound.threadindex import descendant_thread_index
 from statusmail.outbound.tokens import token_for
-from statusmail.store.models import Mention, Mute, Outbox, Post, User, utcnow
+from statusmail.store.likes import like_counts
+from statusmail.store.models import Mention, Mute, Post, User, utcnow
 from statusmail.store.posts import thread_closed
 from statusmail.store.users import display_name
 
@@ -74,46 +81,73 @@ def recipients_for(session: Session, post: Post) -> list[tuple[User, str]]:
             if u.id not in muted and not u.banned and not u.mail_suspended]
 
 
-def last_mail_in_thread(session: Session, user_id: int, thread_id: int) -> str:
-    """The Message-ID of the newest mail this user got about this thread, or ""."""
-    return session.exec(select(Outbox.message_id).join(Post, col(Post.id) == Outbox.post_id)
-                        .where(Outbox.user_id == user_id, Post.thread_id == thread_id)
-                        .order_by(col(Outbox.id).desc())).first() or ""
+def ancestors(session: Session, post: Post, limit: int = 100) -> list[Post]:
+    """The posts above ``post``, root first, parent last (at most ``limit``)."""
+    chain: list[Post] = []
+    parent_id = post.parent_id
+    while parent_id is not None and len(chain) < limit:
+        parent = session.get(Post, parent_id)
+        if parent is None:
+            break
+        chain.append(parent)
+        parent_id = parent.parent_id
+    return chain[::-1]
+
+
+def post_thread_index(root: Post, chain: list[Post], post: Post) -> str:
+    """The post's Thread-Index: the root's, one block per level down to ``post``."""
+    if not root.thread_index:
+        return ""
+    if post.id == root.id:
+        return root.thread_index
+    path = [(p.created_at, p.id or 0) for p in [*chain[1:], post]]
+    try:
+        return descendant_thread_index(root.thread_index, path)
+    except ValueError:
+        return ""
+
+
+def author_from(author: User, settings: Settings) -> str:
+    """The display name of mail about a post: "Alice Anders via Status"."""
+    return f"{author.name or author.handle} via {settings.gateway.site_name}"
 
 
 def notify_post(session: Session, settings: Settings, post: Post) -> int:
     """Queue a notification per recipient of a visible post. Returns how many."""
     if thread_closed(session, post):
         return 0  # a post approved into a thread hidden meanwhile names nothing of it
-    root = session.get(Post, post.thread_id) or post
-    parent = session.get(Post, post.parent_id) if post.parent_id else None
+    chain = ancestors(session, post)
+    root = chain[0] if chain else post
+    parent = chain[-1] if chain else None
     # A hidden or deleted post is never quoted to anyone.
     quoted = parent if parent is not None and parent.status == "visible" else None
     author = session.get(User, post.author_id)
     assert author is not None and post.id is not None and root.id is not None
     now = utcnow()
-    # What every recipient's copy shares; only the token and the chain differ per reader.
+    # What every recipient's copy shares; only the token differs per reader.
     shared = {
         "author": display_name(author),
         "is_reply": parent is not None,
         "text": post.body,
         "quote": (quoted.body[:QUOTE_CHARS] + ("…" if len(quoted.body) > QUOTE_CHARS else "")) if quoted else "",
         "quote_author": display_name(session.get(User, quoted.author_id)) if quoted else "",  # type: ignore[arg-type]
+        "quote_likes": like_counts(session, [quoted.id]).get(quoted.id, 0) if quoted and quoted.id else 0,
     }
     subject, topic = thread_subject(root), first_line(root.body)
+    references = list(dict.fromkeys(p.message_id for p in chain if p.message_id))
+    thread_index = post_thread_index(root, chain, post)
     count = 0
     for user, why in recipients_for(session, post):
         assert user.id is not None
-        references = [root.message_id, last_mail_in_thread(session, user.id, root.id),
-                      parent.message_id if parent is not None else "", post.message_id]
         reply_address = token_address(token_for(session, user.id, post.id), settings)
         draft = Draft(to=user.email, to_name=user.name, subject=subject, template="notify/post",
                       context={**shared, "name": display_name(user), "why": why, "reply_address": reply_address},
-                      reply_to=reply_address, in_reply_to=post.message_id,
-                      references=list(dict.fromkeys(r for r in references if r)), thread_topic=topic,
-                      thread_index=child_thread_index(root.thread_index, now) if root.thread_index else "")
-        enqueue(session, build_message(draft, settings, now=now), settings, kind="notification", to=user.email,
-                user_id=user.id, post_id=post.id)
+                      reply_to=reply_address, from_name=author_from(author, settings),
+                      in_reply_to=parent.message_id if parent is not None else "",
+                      references=references, thread_topic=topic, thread_index=thread_index)
+        message_id = post.message_id or None
+        enqueue(session, build_message(draft, settings, message_id=message_id, now=now), settings,
+                kind="notification", to=user.email, user_id=user.id, post_id=post.id)
         count += 1
     return count
 

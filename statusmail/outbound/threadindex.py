@@ -30,7 +30,7 @@ import secrets
 import uuid
 from datetime import UTC, datetime
 
-__all__ = ["child_thread_index", "new_thread_index", "thread_topic"]
+__all__ = ["child_thread_index", "descendant_thread_index", "new_thread_index", "thread_topic"]
 
 _FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
 _HEADER_LEN = 22
@@ -88,6 +88,30 @@ def child_thread_index(parent: str, when: datetime, parent_time: datetime | None
         block = (1 << 31) | ((delta >> 23) & _MASK31)
     child = ((block << 8) | secrets.randbits(8)).to_bytes(_CHILD_LEN, "big")
     return base64.b64encode(index + child).decode("ascii")
+
+
+def descendant_thread_index(root: str, path: list[tuple[datetime, int]]) -> str:
+    """The index of a post ``len(path)`` levels below the root, the same in every copy.
+
+    ``path`` holds, for each post from the root's first reply down to this one, its
+    time and a number naming it (its id). Each level is one child block whose eight
+    random bits come from that number, so every reader's mail about a post carries the
+    same index and a reply's index extends its parent's: Outlook's conversation view
+    then orders and nests the mail as the posts' tree. Raises ValueError for a ``root``
+    that is not a conversation index.
+    """
+    index = _decode(root)
+    header_time = _header_filetime(index)
+    latest = 0
+    for when, name in path:
+        delta = max(_filetime(when) - header_time, latest, 0)
+        latest = delta
+        if delta < _SHORT_DELTA_LIMIT:
+            block = (delta >> 18) & _MASK31
+        else:
+            block = (1 << 31) | ((delta >> 23) & _MASK31)
+        index += ((block << 8) | (name & 0xFF)).to_bytes(_CHILD_LEN, "big")
+    return base64.b64encode(index).decode("ascii")
 
 
 def thread_topic(subject: str) -> str:

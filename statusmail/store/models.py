@@ -153,6 +153,15 @@ class Mute(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class Like(SQLModel, table=True):
+    """A reader's like of a post (a ``+1``/``like``/👍 reply, SPEC §3): one per reader and post."""
+
+    __tablename__ = "likes"
+    user_id: int = Field(foreign_key="users.id", primary_key=True)
+    post_id: int = Field(foreign_key="posts.id", primary_key=True, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class Digest(SQLModel, table=True):
     """One digest per user and period: the unique key makes a second one impossible."""
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from statusmail.store.likes import like_counts
 from statusmail.store.models import Mention, Outbox, Post, PostTag, User
 
 STATUSES = ("visible", "hidden", "held", "deleted")
@@ -36,6 +37,7 @@ def posts_json(session: Session, posts: Sequence[Post]) -> list[dict[str, Any]]:
     for post_id, email in rows:
         mentions.setdefault(post_id, []).append(email)
     counts = reply_counts(session, posts)
+    likes = like_counts(session, ids)
     result = []
     for post in posts:
         author = authors[post.author_id]
@@ -51,6 +53,7 @@ def posts_json(session: Session, posts: Sequence[Post]) -> list[dict[str, Any]]:
             "mentions": mentions.get(post.id, []),  # type: ignore[arg-type]
             "status": post.status,
             "reply_count": counts.get(post.id, 0),  # type: ignore[arg-type]
+            "likes": likes.get(post.id, 0),  # type: ignore[arg-type]
             "message_id": post.message_id,
         })
     return result

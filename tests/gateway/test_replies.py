@@ -65,10 +65,13 @@ def test_a_mention_notification_carries_a_token_reply_address_and_threading_head
     token = notification["Reply-To"].split("+", 1)[1].split("@")[0]
     assert len(token) >= 26  # at least 128 bits in base32
     assert notification["Subject"] == "Re: Billing backlog closed"
-    assert notification["In-Reply-To"] == root.message_id
-    assert root.message_id in notification["References"]
+    # The mail about the root is the root, as a list passes a post on: nothing above it.
+    assert notification["Message-ID"] == root.message_id
+    assert notification["In-Reply-To"] is None and notification["References"] is None
+    [sender] = notification["From"].addresses
+    assert (sender.display_name, sender.addr_spec) == ("Alice Example via Status", "status@corp.example")
     assert notification["Thread-Topic"] == "Billing backlog closed"
-    assert len(base64.b64decode(notification["Thread-Index"])) == 27  # root block + one child block
+    assert len(base64.b64decode(notification["Thread-Index"])) == 22  # the root's own block
     assert notification["List-Id"] == "Status <status.corp.example>"
     assert notification["List-Unsubscribe"] == "<mailto:status-request@corp.example?subject=unsubscribe>"
     assert notification["Auto-Submitted"] == "auto-generated"
@@ -97,8 +100,10 @@ def test_the_authors_notification_threads_under_her_original_message(gateway, cl
     [mail] = to_alice
     root, reply = posts(engine)
     assert mail["Subject"] == "Re: Billing backlog closed"
-    assert mail["References"].split()[0] == root.message_id  # the message in alice's Sent folder
-    assert mail["In-Reply-To"] == reply.message_id
+    # Bob's reply, passed on: under the message in Alice's Sent folder.
+    assert mail["References"] == mail["In-Reply-To"] == root.message_id
+    assert mail["Message-ID"] == reply.message_id
+    assert mail["From"].addresses[0].display_name == "Bob Boss via Status"
     assert "Nice one" in mail.get_body(("plain",)).get_content()
     # Outlook: the same conversation GUID as Bob's mail about the thread.
     assert base64.b64decode(mail["Thread-Index"])[:22] == base64.b64decode(notification["Thread-Index"])[:22]
