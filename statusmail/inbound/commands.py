@@ -16,8 +16,10 @@ from statusmail.inbound.extract import extract_body
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.outcome import Discarded, Reason
 from statusmail.inbound.text import has_reply_prefix
-from statusmail.inbound.threads import post_answered
+from statusmail.inbound.threads import answers_bulk_mail, post_answered
 from statusmail.outbound.notices import QueueNotice
+from statusmail.outbound.notify import first_line
+from statusmail.outbound.threadindex import thread_topic
 from statusmail.store.follows import (
     FollowChange,
     MuteChange,
@@ -28,6 +30,7 @@ from statusmail.store.follows import (
     is_muted,
     resolve_target,
 )
+from statusmail.store.models import Post
 from statusmail.store.posts import thread_closed
 from statusmail.store.users import SetUserFields
 
@@ -56,13 +59,13 @@ def command_lines(mail: Incoming) -> list[str]:
     return lines[:MAX_LINES]
 
 
-def thread_of(mail: Incoming) -> int | None:
-    """The thread a command mail answers; None for none, or for a closed one (SPEC §3:
-    ``mute`` of a closed thread answers as for an unknown thread)."""
+def thread_of(mail: Incoming) -> Post | None:
+    """The root of the thread a command mail answers; None for none, or for a closed one
+    (SPEC §3: ``mute`` of a closed thread answers as for an unknown thread)."""
     post = post_answered(mail)
     if post is None or thread_closed(mail.session, post):
         return None
-    return post.thread_id
+    return mail.session.get(Post, post.thread_id) if post.thread_id else post
 
 
 def do_help(mail: Incoming, args: str) -> str:
@@ -143,15 +146,16 @@ def do_unsubscribe(mail: Incoming, args: str) -> str:
 def mute_command(muted: bool) -> Callable[[Incoming, str], str]:
     def run(mail: Incoming, args: str) -> str:
         assert mail.user is not None
-        thread_id = thread_of(mail)
-        if thread_id is None:
+        root = thread_of(mail)
+        if root is None or root.id is None:
             return "not done: send mute/unmute as a reply to a mail about the thread"
+        thread_id, name = root.id, f'"{first_line(root.body, 80)}"'  # named by its first line, never its id
         state = "muted" if muted else "unmuted"
         earlier = [c.muted for c in mail.changes if isinstance(c, MuteChange) and c.thread_id == thread_id]
         if (earlier[-1] if earlier else is_muted(mail.session, mail.user, thread_id)) == muted:
-            return f"thread {thread_id} was already {state}"
+            return f"thread {name} was already {state}"
         mail.changes.append(MuteChange(mail.user, thread_id, muted))
-        return f"thread {thread_id} {state}"
+        return f"thread {name} {state}"
     return run
 
 
@@ -169,6 +173,13 @@ COMMANDS: dict[str, Callable[[Incoming, str], str]] = {
 NEEDS_ARGUMENT = {"follow", "unfollow", "digest", "timezone"}
 
 
+def answer_bulk_replies(mail: Incoming) -> None:
+    """A reply to a digest, an answer or a round-up sent to the status address runs as
+    commands (text that is none gets the help answer): it is never a post."""
+    if answers_bulk_mail(mail):
+        run_commands(mail)
+
+
 def run_commands(mail: Incoming) -> None:
     """Run each line and answer with one mail listing the results."""
     results: list[tuple[str, str]] = []
@@ -183,7 +194,7 @@ def run_commands(mail: Incoming) -> None:
         results.append((line, handler(mail, args.strip())))
     assert mail.user is not None
     mail.changes.append(QueueNotice(mail.settings, mail.user, "commands", kind="command",
-                                    subject="Re: " + (mail.subject.strip() or "your commands"),
+                                    subject="Re: " + (thread_topic(mail.subject) or "your commands"),
                                     context={"results": results, "failed": failed, "help": HELP},
                                     in_reply_to=mail.message_id))
     raise Discarded(Reason.COMMANDS, f"{len(results)} command(s)" + (", one not understood" if failed else ""))

@@ -16,7 +16,7 @@ from statusmail.inbound.parse import message_ids, raw_header
 from statusmail.inbound.recipients import Kind
 from statusmail.outbound.tokens import find_token
 from statusmail.store.models import Post, ReplyToken, utcnow
-from statusmail.store.posts import find_post_by_message_id, thread_closed
+from statusmail.store.posts import answers_mail_about_no_post, find_post_by_message_id, thread_closed
 
 
 def token_expired(token: ReplyToken, days: int) -> bool:
@@ -46,8 +46,25 @@ def find_parent(mail: Incoming) -> None:
         raise Refused(Reason.CLOSED_THREAD, f"reply to post {mail.parent.id}, whose thread is held, hidden or deleted")
 
 
+def answered_ids(mail: Incoming) -> list[str]:
+    """The Message-IDs this message answers, nearest first: In-Reply-To, then References
+    newest first."""
+    wanted = message_ids(raw_header(mail.message, "In-Reply-To"))
+    return wanted + list(reversed(message_ids(raw_header(mail.message, "References"))))
+
+
 def post_answered(mail: Incoming) -> Post | None:
     """The post whose mail this message answers, by In-Reply-To, then References newest first."""
-    wanted = message_ids(raw_header(mail.message, "In-Reply-To"))
-    wanted += list(reversed(message_ids(raw_header(mail.message, "References"))))
+    wanted = answered_ids(mail)
     return find_post_by_message_id(mail.session, wanted) if wanted else None
+
+
+def answers_bulk_mail(mail: Incoming) -> bool:
+    """Whether this mail to the status address answers one of our mails that is about no
+    one post (a digest, a command answer, a notice, a round-up): the nearest Message-ID
+    it answers that we know is such a mail. Its client ignored our Reply-To
+    (request_address); it is run as commands all the same, never posted (SPEC §3)."""
+    if mail.kind is not Kind.POST:
+        return False
+    wanted = answered_ids(mail)
+    return bool(wanted) and answers_mail_about_no_post(mail.session, wanted)

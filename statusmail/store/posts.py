@@ -131,3 +131,21 @@ def find_post_by_message_id(session: Session, message_ids: Sequence[str]) -> Pos
         if message_id in found:
             return session.get(Post, found[message_id])
     return None
+
+
+def answers_mail_about_no_post(session: Session, message_ids: Sequence[str]) -> bool:
+    """Whether the first known Message-ID of ``message_ids`` (in order of preference) is
+    one of our mails about no one post (a digest, an answer, a notice): an outbox row
+    without a post, and not a post's own Message-ID."""
+    ids = [m for m in message_ids if m][:100]
+    if not ids:
+        return False
+    posts = set(session.exec(select(Post.message_id).where(col(Post.message_id).in_(ids))))
+    outbox = {m: p for m, p in session.exec(select(Outbox.message_id, Outbox.post_id)
+                                            .where(col(Outbox.message_id).in_(ids)))}
+    for message_id in ids:
+        if message_id in posts:
+            return False
+        if message_id in outbox:
+            return outbox[message_id] is None
+    return False
