@@ -217,7 +217,7 @@ def load_window(session: Session, start: datetime, until: datetime) -> Window:
         if post.parent_id is not None and post.parent_id != post.thread_id and post.parent_id in window.posts:
             window.reply_counts[post.parent_id] = window.reply_counts.get(post.parent_id, 0) + 1
     for post_id, count in session.exec(select(Like.post_id, func.count()).join(Post, col(Post.id) == Like.post_id)
-                                       .where(*in_window).group_by(Like.post_id)):
+                                       .where(*in_window).group_by(col(Like.post_id))):
         window.like_counts[post_id] = count
     window.rank_posts()
 

@@ -20,7 +20,7 @@ def like_counts(session: Session, post_ids: Iterable[int | None]) -> dict[int, i
     ids = sorted({i for i in post_ids if i is not None})
     if not ids:
         return {}
-    rows = session.exec(select(Like.post_id, func.count()).where(col(Like.post_id).in_(ids)).group_by(Like.post_id))
+    rows = session.exec(select(Like.post_id, func.count()).where(col(Like.post_id).in_(ids)).group_by(col(Like.post_id)))
     return dict(rows.all())
 
 
