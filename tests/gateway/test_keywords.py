@@ -128,7 +128,7 @@ def test_a_keyword_with_more_text_is_a_post(gateway, cli, settings, engine, text
     assert send_reply(gateway, notification, "gmail", text) == (250, replies.OK_REPLIED.removeprefix("250 "))
     assert count(engine, Like) == 0 and count(engine, Mute) == 0
     with Session(engine) as session:
-        assert session.exec(select(Post).where(Post.parent_id.is_not(None))).one().body == text  # type: ignore[union-attr]
+        assert session.exec(select(Post).where(Post.parent_id.is_not(None))).one().body == text
 
 
 def test_a_new_post_that_is_one_keyword_is_a_post(gateway, engine):
