@@ -1,0 +1,71 @@
+"""kill -9 while `statusmail serve` works through a mailbox backlog (#21).
+
+The last UID commits with each batch and the batch is moved after the commit, so a kill
+can leave recorded messages in the folder: the next `serve` must move them, posting
+nothing twice, and every message must end up in the processed folder exactly once.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, func, select
+
+from statusmail.store.db import make_engine
+from statusmail.store.models import Post
+from tests.conftest import make_mail, write_config
+from tests.dovecot import PASSWORD, USER
+from tests.gateway.test_crash import free_port, start_server
+from tests.gateway.test_imap import dovecot, wait_until  # noqa: F401  (the fixture)
+
+MESSAGES = 400
+
+
+def count_posts(engine) -> int:  # type: ignore[no-untyped-def]
+    with Session(engine) as session:
+        return session.exec(select(func.count()).select_from(Post)).one()
+
+
+@pytest.mark.dovecot
+def test_kill_9_mid_backlog_posts_and_moves_every_message_exactly_once(tmp_path: Path, dovecot):  # noqa: F811
+    password = tmp_path / "imap.password"
+    password.write_text(PASSWORD + "\n")
+    url = f"sqlite:///{tmp_path}/statusmail.db"
+    config = write_config(tmp_path, url, f"""posts_per_hour = 100000
+[imap]
+enabled = true
+host = "127.0.0.1"
+port = {dovecot.port}
+ssl = false
+username = "{USER}"
+password_file = "{password}"
+""")
+    mails = [make_mail(subject=f"Backlog {n}", sender=f"U{n % 50} <u{n % 50}@corp.example>") for n in range(MESSAGES)]
+    with dovecot.imap() as client:
+        for mail in mails:
+            client.append("INBOX", None, None, mail.as_bytes())
+    port = free_port()
+    server = start_server(config, port)
+    engine = make_engine(url)
+    try:
+        assert wait_until(lambda: count_posts(engine) > 0, 60)
+        server.send_signal(signal.SIGKILL)  # mid-backlog: some batches committed, some moved, most not
+        server.wait(10)
+        at_kill = count_posts(engine)
+        time.sleep(0.5)  # the orphaned writer child finishes or dies with its pipe
+        server = start_server(config, port)
+        processed = dovecot.folder("statusmail/processed")
+        assert wait_until(lambda: dovecot.message_ids("INBOX") == [] and count_posts(engine) == MESSAGES, 120), \
+            dovecot.log()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+    assert 0 < at_kill < MESSAGES, at_kill  # the kill really came mid-way
+    assert sorted(dovecot.message_ids(processed)) == sorted(m["Message-ID"] for m in mails)
+    with Session(engine) as session:
+        ids = [p.message_id for p in session.exec(select(Post))]
+    assert len(ids) == len(set(ids)) == MESSAGES
+    engine.dispose()
