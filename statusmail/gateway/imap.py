@@ -79,7 +79,7 @@ BACKOFF_MAX_SECONDS = 300.0
 LEADER_RETRY_SECONDS = 10.0  # how often a waiting process asks for the mailbox's leader lock
 LEADER_CHECK_SECONDS = 5.0  # how often the reader checks, while it waits, that it still holds it
 MAX_INTERNAL_ERRORS = 5  # a message that crashes the pipeline this often goes to failed_folder
-FETCH_BATCH = MAX_BATCH  # messages per FETCH of sizes, and at most per batch
+FETCH_BATCH = 4 * MAX_BATCH  # messages per round trip: the batcher splits them into batches back to back
 STORE_RETRY_FIRST_SECONDS = 1.0  # after a database failure, the folder is looked at again this soon
 STORE_RETRY_MAX_SECONDS = 60.0
 
