@@ -4,7 +4,8 @@ The body is the first inline ``text/plain`` part outside attachments and
 forwarded ``message/rfc822`` parts; when there is none (or it is blank) the
 first inline ``text/html`` part is converted with ``htmltext``. Bytes are
 decoded with the declared charset, then UTF-8, windows-1252 and latin-1, so
-a wrong or unknown charset never loses the message. The decoded text is
+a wrong or unknown charset never loses the message; only real mail charsets
+decode (``charsets.py``: no ``unicode_escape``, no UTF-7 lone surrogates). The decoded text is
 trimmed of quotes and signatures by ``trimming``.
 
 Messages arrive badly broken (missing boundaries, bogus charsets, 8-bit
@@ -14,11 +15,11 @@ bounded whatever the sender sends.
 
 from __future__ import annotations
 
-import codecs
 import logging
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
 
+from statusmail.inbound import charsets
 from statusmail.inbound.flowed import unflow
 from statusmail.inbound.htmltext import html_to_text
 from statusmail.inbound.trimming import MAX_CHARS, trim_reply
@@ -41,10 +42,15 @@ class Body:
 def extract_body(msg: EmailMessage) -> Body:
     """The new text of ``msg`` and what was cut from it, never raising."""
     try:
-        return _extract(msg)
+        body = _extract(msg)
     except Exception:  # a broken message must become a decision, not a crash
         log.warning("could not extract a body; treating it as empty", exc_info=True)
         return Body(text="", removed="", from_html=False)
+    if charsets.has_surrogates(body.text) or charsets.has_surrogates(body.removed):
+        from statusmail.inbound.parse import without_surrogates as clean
+
+        return Body(text=clean(body.text), removed=clean(body.removed), from_html=body.from_html)
+    return body
 
 
 def _extract(msg: Message) -> Body:
@@ -124,23 +130,20 @@ def decode_part(part: Message, max_chars: int) -> str:
 
 
 def declared_charset(part: Message) -> str | None:
-    """The charset parameter, if Python knows a codec by that name."""
+    """The charset parameter, if it names a real mail charset."""
     try:
         charset = part.get_content_charset()
-        if charset:
-            codecs.lookup(charset)
-        return charset
-    except (LookupError, ValueError, TypeError, UnicodeError):
+    except Exception:  # broken parameters
         return None
+    return charsets.mail_charset(charset) if charset else None
 
 
 def decode_bytes(payload: bytes, declared: str | None) -> str:
     """Decode strictly with each candidate; latin-1 always succeeds."""
     for charset in ((declared,) if declared else ()) + FALLBACK_CHARSETS:
-        try:
-            return payload.decode(charset)
-        except (UnicodeError, LookupError):
-            continue
+        text = charsets.decode(payload, charset)
+        if text is not None:
+            return text
     return payload.decode("latin-1")
 
 

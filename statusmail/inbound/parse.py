@@ -5,6 +5,14 @@ Parsing uses ``email.policy.default`` and never trusts a header to be well forme
 with no header fields at all, or beyond the caps on header count and MIME parts, is
 refused (``554 5.6.0``): nothing sensible can be made of it, and saying so beats a
 dropped connection.
+
+Parsing is bounded (SPEC §3, #16): :func:`prescan` counts MIME
+boundaries, delimiter lines and nested containers in the raw bytes with a few C-speed
+scans, and refuses a message over a cap before the email package builds a tree of it
+(866,000 empty parts took 28 s to parse; the scan refuses them in milliseconds). Encoded
+words decode only with real mail charsets (``inbound/charsets.py``), a structured header
+with absurd comment nesting is not parsed at all, and a From or Subject the policy
+cannot read makes the message unparseable: ``554 5.6.0``, final, never 451.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from email.message import EmailMessage, Message
 from email.utils import getaddresses
 from typing import cast
 
+from statusmail.inbound.charsets import real_encoded_words
 from statusmail.inbound.envelope import SMTP_SOURCES
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.memo import remember_short
@@ -42,6 +51,8 @@ HEADER_END = re.compile(rb"\r?\n\r?\n")
 FIELD_START = re.compile(rb"^(?=[^ \t\r\n])", re.MULTILINE)
 MAX_PARTS = 200
 MAX_DEPTH = 20
+MAX_COMMENT_PARENS = 64  # "(" in one structured header; RFC 5322 comments are rare and flat
+MAX_BOUNDARY = 200  # octets; RFC 2046 §5.1.1 allows 70
 MESSAGE_ID = re.compile(r"<[^<>\s]{1,900}>")
 PRIORITY = (Kind.COMMAND, Kind.BOUNCE, Kind.REPLY, Kind.POST)
 
@@ -59,16 +70,33 @@ class CachingPolicy(policy.EmailPolicy):
     """
 
     def header_fetch_parse(self, name, value):
-        if hasattr(value, "name") or not isinstance(value, str) or len(value) > _HEADER_CACHE_VALUE:
+        if hasattr(value, "name") or not isinstance(value, str):
             return super().header_fetch_parse(name, value)
+        if len(value) > _HEADER_CACHE_VALUE:
+            return self.parse_header(name, value)
         key = (name.lower(), value)
         header = _HEADER_CACHE.get(key)
         if header is None:
-            header = super().header_fetch_parse(name, value)
+            header = self.parse_header(name, value)
             if len(_HEADER_CACHE) >= _HEADER_CACHE_SIZE:
                 _HEADER_CACHE.clear()  # crude but bounded; refilling costs one parse per header
             _HEADER_CACHE[key] = header
         return header
+
+    def parse_header(self, name: str, value: str) -> object:
+        """The policy's parse, decoding only with real charsets; any failure (a line
+        break decoded into an address, a surrogate, comments nested thousands deep) is
+        :class:`UnreadableHeader`, which the email package's own parser passes on."""
+        if "(" in value and value.count("(") > MAX_COMMENT_PARENS and not is_free_text(name):
+            raise UnreadableHeader(f"{name}: more than {MAX_COMMENT_PARENS} comment parentheses")
+        try:
+            return super().header_fetch_parse(name, real_encoded_words(value))
+        except (ValueError, UnicodeError, LookupError, RecursionError, IndexError, TypeError, AttributeError) as exc:
+            raise UnreadableHeader(f"{name}: {type(exc).__name__}") from None
+
+
+class UnreadableHeader(ValueError):
+    """A header the policy cannot turn into a value."""
 
 
 _HEADER_CACHE: dict[tuple[str, str], object] = {}
@@ -91,15 +119,28 @@ def header_text(msg: EmailMessage, name: str) -> str:
             return "".join(value.splitlines())
     try:
         value = msg.get(name)
-    except Exception:
-        raw = msg.get_all(name, failobj=[]) if hasattr(msg, "get_all") else []
-        value = raw[0] if raw else None
+    except Exception:  # unreadable: as it arrived, encoded words and all
+        raw = raw_value(msg, name)
+        return "" if raw is None else "".join(without_surrogates(raw).splitlines())
     if value is None:
         return ""
     try:
         return without_surrogates(str(value))
     except Exception:
         return ""
+
+
+def readable_header(msg: EmailMessage, name: str) -> str:
+    """A header the message cannot do without, decoded; unparseable when it cannot be
+    (``554 5.6.0``: the sender's MTA must not retry what will never parse)."""
+    try:
+        value = msg.get(name)
+        text = "" if value is None else str(value)
+    except Exception as exc:
+        raise Refused(Reason.UNPARSEABLE, f"{name} header cannot be decoded ({exc})") from None
+    if name.lower() != "subject" and ("\r" in text or "\n" in text):
+        raise Refused(Reason.UNPARSEABLE, f"{name} header decodes to a line break")
+    return without_surrogates(text)
 
 
 @functools.cache
@@ -136,7 +177,10 @@ def without_surrogates(text: str) -> str:
     so no database driver ever sees a surrogate."""
     if text.isascii() or not any("\ud800" <= ch <= "\udfff" for ch in text):
         return text
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a lone surrogate a codec produced, not an undecodable byte
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 @remember_short(_HEADER_CACHE_VALUE, 4096)
@@ -207,6 +251,38 @@ def header_bounds_problem(raw: bytes) -> str:
     return ""
 
 
+BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]{1,%d})"|([^\s;"]{1,%d}))' % (MAX_BOUNDARY, MAX_BOUNDARY),
+                      re.IGNORECASE)
+CONTAINER = re.compile(rb"^content-type[ \t]*:[ \t\r\n]*(?:multipart|message)/", re.IGNORECASE | re.MULTILINE)
+
+
+def prescan(raw: bytes) -> str:
+    """Which structural cap the raw message crosses, or "" (before any parse).
+
+    Upper bounds on the MIME tree (the header section is :func:`header_bounds_problem`'s),
+    each a scan at C speed that stops at the cap: declared boundaries, delimiter lines of
+    those boundaries (a part each), and multipart or message containers (the nesting).
+    The exact counts after parsing (:func:`count_parts`) still apply; this only keeps the
+    parser from ever seeing a message far beyond them.
+    """
+    if not re.search(rb"(?i)multipart/|message/", raw):
+        return ""
+    if len(CONTAINER.findall(raw, 0)) > MAX_PARTS:  # bounded: at most one match per line
+        return f"more than {MAX_PARTS} nested MIME containers"
+    boundaries: set[bytes] = set()
+    for match in BOUNDARY.finditer(raw):
+        boundaries.add(match.group(1) or match.group(2))
+        if len(boundaries) > MAX_PARTS:
+            return f"more than {MAX_PARTS} MIME boundaries"
+    if boundaries:
+        delimiter = re.compile(rb"^--(?:" + b"|".join(re.escape(b) for b in boundaries) + rb")", re.MULTILINE)
+        limit = MAX_PARTS + 2 * len(boundaries)  # each multipart: its parts' delimiters, and a close
+        for seen, _ in enumerate(delimiter.finditer(raw)):
+            if seen > limit:
+                return f"more than {MAX_PARTS} MIME parts"
+    return ""
+
+
 def parse_message(mail: Incoming) -> None:
     """Parse the raw bytes; refuse what has no headers or exceeds the structural caps.
 
@@ -220,10 +296,15 @@ def parse_message(mail: Incoming) -> None:
     if b"\x00" in raw:
         raw = raw.replace(b"\x00", b"")
         mail.defects.append("NUL bytes removed")
+    crossed = prescan(raw)
+    if crossed:
+        raise Refused(Reason.UNPARSEABLE, crossed + " (refused before parsing)")
     try:
         msg = email.message_from_bytes(raw, policy=PARSING)
     except (RecursionError, MemoryError):
         raise Refused(Reason.UNPARSEABLE, "the email parser gave up on its structure (nesting)") from None
+    except UnreadableHeader as exc:
+        raise Refused(Reason.UNPARSEABLE, f"the MIME structure cannot be parsed ({exc})") from None
     except Exception as exc:
         raise Refused(Reason.UNPARSEABLE, f"the email parser failed: {type(exc).__name__}") from None
     assert isinstance(msg, EmailMessage)
@@ -239,6 +320,8 @@ def parse_message(mail: Incoming) -> None:
         raise Refused(Reason.UNPARSEABLE, f"MIME nesting deeper than {MAX_DEPTH}") from None
     if parts > MAX_PARTS:
         raise Refused(Reason.UNPARSEABLE, f"more than {MAX_PARTS} MIME parts")
+    for name in ("From", "Subject"):
+        readable_header(msg, name)
     mail.message_id = first_message_id(raw_header(msg, "Message-ID"))
 
 

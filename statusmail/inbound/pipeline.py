@@ -141,6 +141,8 @@ def prepare(raw: bytes, envelope: Envelope, settings: Settings) -> tuple[Incomin
             stage(mail)
     except PipelineStop as stop:
         return mail, Outcome(stop.reason, stop.detail)
+    except RecursionError:
+        return mail, too_deep()
     except Exception:
         return mail, internal_error(envelope)
     return mail, None
@@ -164,6 +166,8 @@ def decide(session: Session, mail: Incoming, stopped: Outcome | None = None) -> 
             if exc.connection_invalidated:
                 raise
             outcome = internal_error(mail.envelope)
+        except RecursionError:
+            outcome = too_deep()
         except Exception:
             outcome = internal_error(mail.envelope)
     decision = mail.decision(outcome)
@@ -183,6 +187,12 @@ def run_stages(mail: Incoming) -> Outcome:
         return Outcome(Reason.HELD, stop.detail)
     except PipelineStop as stop:
         return Outcome(stop.reason, stop.detail, retry_at=stop.retry_at)
+
+
+def too_deep() -> Outcome:
+    """Only a message's structure nests deep enough to exhaust the stack: its fault,
+    and final (SPEC §3: 554, never 451)."""
+    return Outcome(Reason.UNPARSEABLE, "structure nested too deep to read")
 
 
 def internal_error(envelope: Envelope) -> Outcome:
