@@ -15,6 +15,7 @@ import click
 
 from statusmail.cli import App, config_option, main, pass_app, require_user
 from statusmail.gil import digest_process
+from statusmail.logs import redact
 from statusmail.outbound.digest import SendReport, preview, send_digests
 
 
@@ -38,8 +39,9 @@ def digest_preview(app: App, email: str, as_html: bool) -> None:
         return
     msg = result.message
     part = msg.get_body(("html",) if as_html else ("plain",))
-    click.echo(f"To: {msg['To']}\nSubject: {msg['Subject']}\n")
-    click.echo(part.get_content() if part is not None else "", nl=False)
+    # Reply tokens are secrets (SPEC §5): each address shows as status+[redacted]@domain.
+    click.echo(redact(f"To: {msg['To']}\nSubject: {msg['Subject']}\n"))
+    click.echo(redact(part.get_content() if part is not None else ""), nl=False)
 
 
 @digest.command("send")
@@ -59,11 +61,15 @@ def digest_send(app: App, email: str | None, force: bool, dry_run: bool) -> None
         if sys.stdout.isatty() and not dry_run:
             report = send_with_bar(app, user_ids, force)
         else:
-            report = send_digests(settings, engine, user_ids=user_ids, force=force, dry_run=dry_run)  # type: ignore[arg-type]
+            report = send_digests(settings, engine, user_ids=user_ids, force=force, dry_run=dry_run,  # type: ignore[arg-type]
+                                  explain=True)
     if dry_run:
         for planned in report.planned:
             what = f"{planned.count} update{'' if planned.count == 1 else 's'}" if planned.count else "nothing new"
             click.echo(f"{planned.recipient.email}  {planned.period}  {what}")
+    for item in report.left_out:  # SPEC §6: say why each reader gets nothing
+        click.echo(f"{item.email}  left out: {item.reason}")
+    if dry_run:
         click.echo(f"dry run: {report.queued} would get a digest, {report.empty} with nothing new; nothing changed")
         return
     click.echo(summary(report))
@@ -80,7 +86,7 @@ def send_with_bar(app: App, user_ids: Any, force: bool) -> SendReport:
             bar.__enter__()
         bar.update(done - bar.pos)
     try:
-        return send_digests(app.settings, app.engine, user_ids=user_ids, force=force, progress=advance)
+        return send_digests(app.settings, app.engine, user_ids=user_ids, force=force, progress=advance, explain=True)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
@@ -89,5 +95,5 @@ def send_with_bar(app: App, user_ids: Any, force: bool) -> SendReport:
 def summary(report: SendReport) -> str:
     text = f"{report.queued} digest(s) queued, {report.empty} with nothing new"
     if report.already:
-        text += f", {report.already} already sent for this period"
+        text += f", {report.already} already done for this period"
     return text

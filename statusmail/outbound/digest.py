@@ -35,7 +35,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from sqlalchemy import Engine, func, insert
@@ -47,7 +47,14 @@ from statusmail.errors import StoreUnavailable
 from statusmail.inbound.recipients import token_address
 from statusmail.outbound.compose import Draft, build_message
 from statusmail.outbound.digest_content import DigestContent, Interests, chunks, collect, load_interests, load_window
-from statusmail.outbound.digest_schedule import Recipient, current_period, frequency_of, window_start, zone_of
+from statusmail.outbound.digest_schedule import (
+    SENDING,
+    Recipient,
+    current_period,
+    frequency_of,
+    window_start,
+    zone_of,
+)
 from statusmail.outbound.outbox import Serialized, enqueue_many, row_values, serialize
 from statusmail.outbound.threadindex import new_thread_index
 from statusmail.outbound.tokens import new_tokens
@@ -59,7 +66,6 @@ log = logging.getLogger(__name__)
 TICK_SECONDS = 60.0
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-PREVIEW_TOKEN = "preview"  # stands in for a token that sending would create
 # Readers recorded per transaction: one commit (one fsync on SQLite) for many digests,
 # while the write lock is still held for tens of milliseconds only.
 BATCH = 100
@@ -75,12 +81,22 @@ class Planned:
     count: int = 0
 
 
+class LeftOut(NamedTuple):
+    """A reader a run sends nothing to, and why, for a person."""
+
+    email: str
+    reason: str
+    kind: str  # off | suspended | not_due | already | empty
+
+
 @dataclass
 class SendReport:
     queued: int = 0
     empty: int = 0  # nothing new: recorded, no mail
     already: int = 0  # the period was sent before, or by a concurrent sender
     planned: list[Planned] = field(default_factory=list)  # what a dry run would do
+    # With ``explain``: every reader who gets no mail from this run, and why (SPEC §6).
+    left_out: list[LeftOut] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -126,19 +142,56 @@ def sent_periods(session: Session, wanted: dict[int, str]) -> set[tuple[int, str
 
 
 def plan(session: Session, settings: Settings, now: datetime, *, user_ids: Sequence[int] | None = None,
-         force: bool = False) -> list[Planned]:
-    """Readers due at ``now`` whose period has no digest yet (``force``: ignore the hour)."""
+         force: bool = False, left_out: list[LeftOut] | None = None) -> list[Planned]:
+    """Readers due at ``now`` whose period has no digest yet (``force``: ignore the hour).
+    ``left_out``, when given, gets (address, why) for every other reader."""
     wanted: dict[int, str] = {}
     recipients = {r.id: r for r in load_recipients(session, settings, user_ids)}
     for recipient in recipients.values():
         period = current_period(recipient, now, settings, force=force)
         if period is not None:
             wanted[recipient.id] = period
+        elif left_out is not None:
+            left_out.append(why_not_due(recipient, settings))
     taken = sent_periods(session, wanted)
+    if left_out is not None and taken:
+        left_out += already_done(session, {uid: recipients[uid].email for uid, _ in taken}, taken)
     due = [user_id for user_id, period in wanted.items() if (user_id, period) not in taken]
     ends = previous_ends(session, due)
     return [Planned(recipients[user_id], wanted[user_id],
                     window_start(recipients[user_id].frequency, ends.get(user_id), now)) for user_id in due]
+
+
+def why_not_due(recipient: Recipient, settings: Settings) -> LeftOut:
+    """Why :func:`current_period` gave no period for this reader."""
+    if recipient.suspended:
+        return LeftOut(recipient.email, "banned, or mail to them suspended after hard bounces", "suspended")
+    if recipient.frequency not in SENDING:
+        return LeftOut(recipient.email, "digest turned off", "off")
+    day = f"{settings.digest.weekly_day} " if recipient.frequency == "weekly" else ""
+    return LeftOut(recipient.email, f"not due yet: {recipient.frequency} digest at {day}{settings.digest.hour:02d}:00 "
+                                    f"{recipient.zone}", "not_due")
+
+
+def already_done(session: Session, emails: dict[int, str], taken: set[tuple[int, str]]) -> list[LeftOut]:
+    """Why each (reader, period) in ``taken`` gets nothing: what its digest row says."""
+    rows = {}
+    for ids in chunks(sorted(emails)):
+        for user_id, period, count, created in session.exec(
+                select(Digest.user_id, Digest.period, Digest.item_count, Digest.created_at)  # type: ignore[call-overload]
+                .where(col(Digest.user_id).in_(ids))):
+            if (user_id, period) in taken:
+                rows[user_id] = (period, count, created)
+    reasons = []
+    for user_id, (period, count, created) in sorted(rows.items()):
+        when = f"{created:%Y-%m-%d %H:%M} UTC"
+        if count:
+            reasons.append(LeftOut(emails[user_id], f"already sent for {period} "
+                                                    f"({count} update{'' if count == 1 else 's'}, {when})", "already"))
+        else:
+            reasons.append(LeftOut(emails[user_id], f"already done for {period}: there was nothing new at {when}; "
+                                                    "the next digest covers what came since", "already"))
+    return reasons
 
 
 # --- composing ----------------------------------------------------------------------------
@@ -281,23 +334,30 @@ def period_taken(engine: Engine, user_id: int, period: str) -> bool:
 def send_digests(settings: Settings, engine: Engine, *, now: datetime | None = None,
                  user_ids: Sequence[int] | None = None, force: bool = False, dry_run: bool = False,
                  progress: Callable[[int, int], None] | None = None, on_queued: Callable[[], None] | None = None,
-                 stopping: threading.Event | None = None) -> SendReport:
+                 stopping: threading.Event | None = None, explain: bool = False) -> SendReport:
     """Send every digest due at ``now`` (``force``: due or not); what ``digest send`` and
     the scheduler run. ``dry_run`` decides and counts but changes nothing. ``progress`` is
-    called with (readers done, readers due); ``on_queued`` after each committed batch."""
+    called with (readers done, readers due); ``on_queued`` after each committed batch.
+    ``explain`` fills the report's ``left_out`` (the command line; the scheduler, which
+    looks at every reader every minute, does without)."""
     now = now or utcnow()
+    report, done = SendReport(), 0
     with transaction(engine) as session:
-        due = plan(session, settings, now, user_ids=user_ids, force=force)
+        due = plan(session, settings, now, user_ids=user_ids, force=force,
+                   left_out=report.left_out if explain else None)
+        report.already = sum(1 for item in report.left_out if item.kind == "already")
         if not due:
-            return SendReport()
+            return report
         window = load_window(session, min(p.since for p in due), now)
         interests = load_interests(session, [p.recipient.id for p in due])
-    report, done = SendReport(), 0
+    reasons = {"empty": "nothing new", "already": "already sent for this period, by another sender just now"}
 
-    def tally(outcomes: list[str]) -> None:
+    def tally(outcomes: list[str], start: int = 0) -> None:
         nonlocal done
-        for outcome in outcomes:
+        for planned, outcome in zip(due[start:start + len(outcomes)], outcomes):
             setattr(report, outcome, getattr(report, outcome) + 1)
+            if explain and outcome in reasons and not dry_run:
+                report.left_out.append(LeftOut(planned.recipient.email, reasons[outcome], outcome))
         if "queued" in outcomes and on_queued is not None:
             on_queued()
         done += len(outcomes)
@@ -310,6 +370,7 @@ def send_digests(settings: Settings, engine: Engine, *, now: datetime | None = N
     # and outcomes are counted in order.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-record") as recorder:
         recording: Future[list[str]] | None = None
+        recording_start = 0  # where in ``due`` the batch being recorded begins
         for start in range(0, len(due), BATCH):
             if stopping is not None and stopping.is_set():
                 break
@@ -317,20 +378,21 @@ def send_digests(settings: Settings, engine: Engine, *, now: datetime | None = N
                      for p in due[start:start + BATCH]]
             if dry_run:
                 report.planned += [Planned(p.recipient, p.period, p.since, c.count) for p, c in batch]
-                tally(["queued" if c.count else "empty" for _, c in batch])
+                tally(["queued" if c.count else "empty" for _, c in batch], start)
                 continue
             ready = prepare(engine, settings, batch, now)
             if recording is not None:
-                tally(recording.result())
-            recording = recorder.submit(record, engine, settings, ready, now)
+                tally(recording.result(), recording_start)
+            recording, recording_start = recorder.submit(record, engine, settings, ready, now), start
         if recording is not None:
-            tally(recording.result())
+            tally(recording.result(), recording_start)
     return report
 
 
 def preview(settings: Settings, engine: Engine, user_id: int, now: datetime | None = None) -> Preview:
-    """What the reader would get if their digest were sent now. Changes nothing: posts
-    without a token yet show a placeholder address."""
+    """What the reader would get if their digest were sent now. Changes nothing: a post
+    the reader has no token for yet gets a fresh one, not stored, so every reply address
+    has the form sending gives it (whoever prints the preview redacts the tokens)."""
     now = now or utcnow()
     with transaction(engine) as session:
         [recipient] = load_recipients(session, settings, [user_id])
@@ -345,7 +407,8 @@ def preview(settings: Settings, engine: Engine, user_id: int, now: datetime | No
             return Preview(None, "nothing new")
         post_ids = [item.post.id for item in content.items()]
         tokens = known_tokens(session, user_id, post_ids)
-    tokens = {post_id: tokens.get(post_id, PREVIEW_TOKEN) for post_id in post_ids}
+    missing = [post_id for post_id in post_ids if post_id not in tokens]
+    tokens.update(zip(missing, new_tokens(len(missing))))
     return Preview(compose(settings, recipient, content, tokens, now))
 
 
