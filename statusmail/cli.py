@@ -41,6 +41,12 @@ from statusmail.store.users import ROLES, find_user, register_user, user_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Integer ranges (SPEC §6: out of range is a usage error, exit 2, not a traceback from a
+# database that cannot hold the number).
+ROW_ID = click.IntRange(1, 2**63 - 1)  # the largest id SQLite and PostgreSQL bigint hold
+LIMIT = click.IntRange(1, 100_000)
+DAYS = click.IntRange(1, 3660)
+
 
 class App:
     """Settings and engine, loaded on first use so ``--help`` needs neither."""
@@ -77,13 +83,30 @@ class App:
             self._engine.dispose()
 
 
+def remember_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.find_root().ensure_object(dict)["config"] = value
+
+
 def config_option(f: F) -> F:
     """``--config PATH`` on every command; it may also stand before the subcommand."""
-    def remember(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
-        if value is not None:
-            ctx.find_root().ensure_object(dict)["config"] = value
     return click.option("--config", "config_path", type=click.Path(dir_okay=False), expose_value=False,
-                        callback=remember, is_eager=True, help="TOML configuration file.")(f)
+                        callback=remember_config, is_eager=True, help="TOML configuration file.")(f)
+
+
+class StatusGroup(click.Group):
+    """A command group whose every command and subgroup takes ``--config``, wherever it
+    stands: ``statusmail --config x posts list``, ``statusmail posts --config x list`` and
+    ``statusmail posts list --config x`` are one command (SPEC §6: every command takes
+    --config). Commands added later by other modules get it too."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        if not any(param.name == "config_path" for param in cmd.params):
+            config_option(cmd)
+        super().add_command(cmd, name)
+
+
+StatusGroup.group_class = StatusGroup
 
 
 def json_option(f: F) -> F:
@@ -134,10 +157,21 @@ def format_cell(value: Any, wrap: bool = False) -> str:
     return text if wrap else " ".join(text.split())
 
 
+def shorten(text: str, width: int) -> str:
+    """``text`` cut to ``width`` at a word boundary, with an ellipsis; a first word longer
+    than the column is cut inside it, as nothing else fits."""
+    if len(text) <= width:
+        return text
+    cut = text[:width - 1]
+    if text[width - 1] != " " and " " in cut:
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:") + "…"
+
+
 def table(rows: list[dict[str, Any]], columns: Sequence[str], max_width: int = 60) -> str:
     if not rows:
         return "(none)"
-    cells = [[format_cell(row.get(c))[:max_width] for c in columns] for row in rows]
+    cells = [[shorten(format_cell(row.get(c)), max_width) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip()]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
@@ -168,7 +202,7 @@ def require_post(session: Session, post_id: int) -> Post:
     return post
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=StatusGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @config_option
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail to stderr.")
 @click.version_option(package_name="statusmail")
@@ -286,7 +320,7 @@ def inject(app: App, file: Any, mail_from: str, rcpt_to: tuple[str, ...], as_jso
 
 @main.command()
 @config_option
-@click.argument("log_id", type=int)
+@click.argument("log_id", type=ROW_ID)
 @json_option
 @pass_app
 def reprocess(app: App, log_id: int, as_json: bool) -> None:
@@ -394,7 +428,7 @@ def posts() -> None:
 @click.option("--tag", help="Only posts with this tag.")
 @click.option("--since", help="Only posts at or after this ISO 8601 time.")
 @click.option("--status", type=click.Choice(STATUSES), help="Only posts with this status.")
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--limit", type=LIMIT, default=100, show_default=True)
 @json_option
 @pass_app
 def posts_list(app: App, author: str | None, tag: str | None, since: str | None, status: str | None, limit: int,
@@ -410,7 +444,7 @@ def posts_list(app: App, author: str | None, tag: str | None, since: str | None,
 
 @posts.command("show")
 @config_option
-@click.argument("post_id", type=int)
+@click.argument("post_id", type=ROW_ID)
 @json_option
 @pass_app
 def posts_show(app: App, post_id: int, as_json: bool) -> None:
@@ -440,9 +474,9 @@ def posts_show(app: App, post_id: int, as_json: bool) -> None:
 LOG_COLUMNS = ("id", "received_at", "outcome", "sender", "reason", "post_id", "message_id")
 
 
-def log_json(entry: InboundLog) -> dict[str, Any]:
+def log_json(entry: InboundLog, post_message_id: str | None = None) -> dict[str, Any]:
     reason = entry.reason if not entry.detail or entry.detail == entry.reason else f"{entry.reason}: {entry.detail}"
-    return {"id": entry.id, "received_at": iso(entry.received_at), "message_id": entry.message_id,
+    return {"id": entry.id, "received_at": iso(entry.received_at), "message_id": entry.message_id or post_message_id,
             "sender": redact(entry.sender), "outcome": entry.outcome, "reason": redact(reason),
             "post_id": entry.post_id, "source": entry.source, "recipients": redact(entry.recipients)}
 
@@ -450,7 +484,7 @@ def log_json(entry: InboundLog) -> dict[str, Any]:
 @main.command("log")
 @config_option
 @click.option("--outcome", type=click.Choice(("accepted", "held", "refused")))
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--limit", type=LIMIT, default=100, show_default=True)
 @json_option
 @pass_app
 def log_command(app: App, outcome: str | None, limit: int, as_json: bool) -> None:
@@ -459,11 +493,16 @@ def log_command(app: App, outcome: str | None, limit: int, as_json: bool) -> Non
         query = select(InboundLog)
         if outcome:
             query = query.where(InboundLog.outcome == outcome)
-        rows = [log_json(e) for e in session.exec(query.order_by(col(InboundLog.id).desc()).limit(limit))]
+        entries = list(session.exec(query.order_by(col(InboundLog.id).desc()).limit(limit)))
+        # A message without a Message-ID got one generated for its post: show that one.
+        missing = [e.post_id for e in entries if not e.message_id and e.post_id]
+        generated = dict(session.exec(select(Post.id, Post.message_id)  # type: ignore[call-overload]
+                                      .where(col(Post.id).in_(missing))).all()) if missing else {}
+        rows = [log_json(e, generated.get(e.post_id)) for e in entries]
     emit(rows, as_json, LOG_COLUMNS)
 
 
-OUTBOX_COLUMNS = ("id", "created_at", "kind", "status", "attempts", "to", "subject")
+OUTBOX_COLUMNS = ("id", "created_at", "kind", "status", "attempts", "to", "subject", "last_error")
 
 
 def outbox_json(row: Outbox) -> dict[str, Any]:
@@ -480,7 +519,7 @@ def outbox() -> None:
 @outbox.command("list")
 @config_option
 @click.option("--status", type=click.Choice(("queued", "sent", "failed")))
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--limit", type=LIMIT, default=100, show_default=True)
 @json_option
 @pass_app
 def outbox_list(app: App, status: str | None, limit: int, as_json: bool) -> None:
@@ -495,7 +534,7 @@ def outbox_list(app: App, status: str | None, limit: int, as_json: bool) -> None
 
 @outbox.command("retry")
 @config_option
-@click.argument("outbox_id", type=int, required=False)
+@click.argument("outbox_id", type=ROW_ID, required=False)
 @click.option("--all", "retry_all", is_flag=True, help="Every unsent mail.")
 @pass_app
 def outbox_retry(app: App, outbox_id: int | None, retry_all: bool) -> None:

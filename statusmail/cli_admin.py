@@ -15,6 +15,9 @@ from sqlmodel import col, select
 
 from statusmail import moderation
 from statusmail.cli import (
+    DAYS,
+    LIMIT,
+    ROW_ID,
     App,
     config_option,
     emit,
@@ -49,6 +52,13 @@ def moderate(action: Callable[[], Any]) -> Any:
         raise click.ClickException(str(exc)) from None
 
 
+def plural(count: int, word: str) -> str:
+    """``1 user``, ``2 users``, ``1 address``, ``0 addresses``."""
+    if count == 1:
+        return f"1 {word}"
+    return f"{count} {word}{'es' if word.endswith(('s', 'sh', 'ch', 'x')) else 's'}"
+
+
 # --- users ----------------------------------------------------------------------------------
 
 
@@ -69,6 +79,9 @@ def users_set(app: App, email: str, role: str | None, digest: str | None, tz: st
     from statusmail.config import is_timezone
     from statusmail.store.users import HANDLE_CHARS, find_user_by_handle
 
+    given = {k: v for k, v in click.get_current_context().params.items() if k not in ("email", "actor")}
+    if all(v is None or v is False for v in given.values()):
+        raise click.UsageError("nothing to set: give at least one option (see `statusmail users set --help`)")
     if tz is not None and not is_timezone(tz):
         raise click.BadParameter(f"unknown timezone {tz!r}", param_hint="--timezone")
     with app.session() as session:
@@ -100,8 +113,10 @@ def users_set(app: App, email: str, role: str | None, digest: str | None, tz: st
 def users_ban(app: App, email: str, reason: str, actor: str | None) -> None:
     """Refuse this sender's mail (550 5.7.1); nothing is mailed to them."""
     with app.session() as session:
-        moderation.ban(session, require_user(session, email), reason, acting(actor))
-    click.echo(f"banned {email}")
+        user = require_user(session, email)
+        changed = moderation.ban(session, user, reason, acting(actor))
+        already = user.ban_reason
+    click.echo(f"banned {email}" if changed else f"{email} is already banned ({already}); nothing changed")
 
 
 @users.command("unban")
@@ -113,8 +128,8 @@ def users_unban(app: App, email: str, actor: str | None) -> None:
     """Let a banned sender post again."""
     with app.session() as session:
         user = require_user(session, email)
-        moderate(lambda: moderation.unban(session, user, acting(actor)))
-    click.echo(f"unbanned {email}")
+        changed = moderation.unban(session, user, acting(actor))
+    click.echo(f"unbanned {email}" if changed else f"{email} is not banned; nothing changed")
 
 
 @users.command("import")
@@ -169,6 +184,8 @@ def change_follow(app: App, email: str, target_text: str, add: bool) -> None:
             target = resolve_target(session, target_text)
         except UnknownTarget as exc:
             raise click.ClickException(str(exc)) from None
+        if add and target.user is not None and target.user.id == user.id:
+            raise click.ClickException(f"{user.email} cannot follow themselves")
         changed = follow(session, user, target) if add else unfollow(session, user, target)
     verb = "now follows" if add else "no longer follows"
     click.echo(f"{email} {verb} {target_text}" if changed else f"nothing to change for {email} and {target_text}")
@@ -199,7 +216,7 @@ def follows_remove(app: App, email: str, target: str) -> None:
 
 @posts.command("hide")
 @config_option
-@click.argument("post_id", type=int)
+@click.argument("post_id", type=ROW_ID)
 @click.option("--reason", required=True)
 @actor_option
 @pass_app
@@ -207,34 +224,34 @@ def posts_hide(app: App, post_id: int, reason: str, actor: str | None) -> None:
     """Hide a post from the feed, digests and notifications."""
     with app.session() as session:
         post = require_post(session, post_id)
-        moderate(lambda: moderation.hide(session, post, reason, acting(actor)))
-    click.echo(f"post {post_id} hidden")
+        changed = moderate(lambda: moderation.hide(session, post, reason, acting(actor)))
+    click.echo(f"post {post_id} hidden" if changed else f"post {post_id} is already hidden; nothing changed")
 
 
 @posts.command("unhide")
 @config_option
-@click.argument("post_id", type=int)
+@click.argument("post_id", type=ROW_ID)
 @actor_option
 @pass_app
 def posts_unhide(app: App, post_id: int, actor: str | None) -> None:
     """Show a hidden post again."""
     with app.session() as session:
         post = require_post(session, post_id)
-        moderate(lambda: moderation.unhide(session, post, acting(actor)))
-    click.echo(f"post {post_id} visible")
+        changed = moderate(lambda: moderation.unhide(session, post, acting(actor)))
+    click.echo(f"post {post_id} visible" if changed else f"post {post_id} is already visible; nothing changed")
 
 
 @posts.command("delete")
 @config_option
-@click.argument("post_id", type=int)
+@click.argument("post_id", type=ROW_ID)
 @click.option("--reason", required=True)
 @actor_option
 @pass_app
 def posts_delete(app: App, post_id: int, reason: str, actor: str | None) -> None:
     """Delete a post (kept, with status deleted, for the audit trail)."""
     with app.session() as session:
-        moderation.delete(session, require_post(session, post_id), reason, acting(actor))
-    click.echo(f"post {post_id} deleted")
+        changed = moderation.delete(session, require_post(session, post_id), reason, acting(actor))
+    click.echo(f"post {post_id} deleted" if changed else f"post {post_id} is already deleted; nothing changed")
 
 
 # --- the hold queue -------------------------------------------------------------------------
@@ -261,7 +278,7 @@ def queue_list(app: App, as_json: bool) -> None:
 
 @queue.command("approve")
 @config_option
-@click.argument("post_id", type=int)
+@click.argument("post_id", type=ROW_ID)
 @actor_option
 @pass_app
 def queue_approve(app: App, post_id: int, actor: str | None) -> None:
@@ -274,7 +291,7 @@ def queue_approve(app: App, post_id: int, actor: str | None) -> None:
 
 @queue.command("reject")
 @config_option
-@click.argument("post_id", type=int)
+@click.argument("post_id", type=ROW_ID)
 @click.option("--reason", required=True, help="Mailed to the sender.")
 @actor_option
 @pass_app
@@ -291,7 +308,7 @@ def queue_reject(app: App, post_id: int, reason: str, actor: str | None) -> None
 
 @main.command("audit")
 @config_option
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--limit", type=LIMIT, default=100, show_default=True)
 @json_option
 @pass_app
 def audit_command(app: App, limit: int, as_json: bool) -> None:
@@ -305,19 +322,21 @@ def audit_command(app: App, limit: int, as_json: bool) -> None:
 
 @main.command("stats")
 @config_option
-@click.option("--days", type=click.IntRange(min=1), default=7, show_default=True)
+@click.option("--days", type=DAYS, default=7, show_default=True)
 @json_option
 @pass_app
 def stats_command(app: App, days: int, as_json: bool) -> None:
     """Posts per day, active posters, top tags, held posts, bounces, outbox depth."""
     since = utcnow() - timedelta(days=days)
     with app.session() as session:
-        recent = session.exec(select(Post.created_at, Post.author_id).where(Post.created_at >= since)).all()
+        # Activity is what readers saw: deleted, rejected, hidden and held posts are not.
+        recent = session.exec(select(Post.created_at, Post.author_id)
+                              .where(Post.created_at >= since, Post.status == "visible")).all()
         per_day: dict[str, int] = {}
         for created, _author in recent:
             per_day[created.date().isoformat()] = per_day.get(created.date().isoformat(), 0) + 1
         tags = session.exec(select(PostTag.tag, func.count()).join(Post, col(Post.id) == PostTag.post_id)
-                            .where(Post.created_at >= since).group_by(PostTag.tag)
+                            .where(Post.created_at >= since, Post.status == "visible").group_by(PostTag.tag)
                             .order_by(func.count().desc(), PostTag.tag).limit(10)).all()
         data = {
             "days": days,
@@ -338,9 +357,9 @@ def stats_command(app: App, days: int, as_json: bool) -> None:
     click.echo(f"last {days} days")
     per_day_text = ", ".join(f"{d} {n}" for d, n in data["posts_per_day"].items()) or "none"
     click.echo(f"  posts per day:    {per_day_text}")
-    click.echo(f"  active posters:   {data['active_posters']} of {data['users']} users")
+    click.echo(f"  active posters:   {data['active_posters']} of {plural(data['users'], 'user')}")
     top_tags = ", ".join(f"#{t['tag']} ({t['posts']})" for t in data["top_tags"]) or "none"
     click.echo(f"  top tags:         {top_tags}")
     click.echo(f"  held posts:       {data['held_posts']}")
-    click.echo(f"  bounces:          {data['bounces']} ({data['suspended_addresses']} addresses suspended)")
+    click.echo(f"  bounces:          {data['bounces']} ({plural(data['suspended_addresses'], 'address')} suspended)")
     click.echo(f"  outbox:           {data['outbox_queued']} queued, {data['outbox_failed']} failed")

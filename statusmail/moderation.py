@@ -1,7 +1,9 @@
 """Moderation actions: each changes one thing and leaves an audit entry (who, what, why).
 
 Used by the command line; every function takes an open session and the caller commits,
-so the change and its audit entry are one transaction.
+so the change and its audit entry are one transaction. An action already in effect
+(banning a banned user, unhiding a visible post) changes nothing, writes no audit entry
+and returns False, so repeating a command is harmless and the trail has no duplicates.
 """
 
 from __future__ import annotations
@@ -31,18 +33,22 @@ def audit(session: Session, actor: str, action: str, target: str, reason: str = 
     session.add(AuditEntry(actor=actor, action=action, target=target, reason=reason))
 
 
-def ban(session: Session, user: User, reason: str, actor: str) -> None:
+def ban(session: Session, user: User, reason: str, actor: str) -> bool:
+    if user.banned:
+        return False
     user.banned, user.ban_reason = True, reason
     session.add(user)
     audit(session, actor, "ban", user.email, reason)
+    return True
 
 
-def unban(session: Session, user: User, actor: str) -> None:
+def unban(session: Session, user: User, actor: str) -> bool:
     if not user.banned:
-        raise ModerationError(f"{user.email} is not banned")
+        return False
     user.banned, user.ban_reason = False, ""
     session.add(user)
     audit(session, actor, "unban", user.email)
+    return True
 
 
 def reset_bounces(session: Session, user: User, actor: str) -> None:
@@ -57,20 +63,30 @@ def set_status(session: Session, post: Post, status: str, reason: str, actor: st
     audit(session, actor, action, f"post {post.id}", reason)
 
 
-def hide(session: Session, post: Post, reason: str, actor: str) -> None:
+def hide(session: Session, post: Post, reason: str, actor: str) -> bool:
     if post.status == "deleted":
         raise ModerationError(f"post {post.id} is deleted")
+    if post.status == "hidden":
+        return False
     set_status(session, post, "hidden", reason, actor, "hide")
+    return True
 
 
-def unhide(session: Session, post: Post, actor: str) -> None:
+def unhide(session: Session, post: Post, actor: str) -> bool:
+    if post.status == "visible":
+        return False
     if post.status != "hidden":
-        raise ModerationError(f"post {post.id} is not hidden (it is {post.status})")
+        hint = "; `statusmail queue approve` publishes it" if post.status == "held" else ""
+        raise ModerationError(f"post {post.id} is not hidden (it is {post.status}){hint}")
     set_status(session, post, "visible", "", actor, "unhide")
+    return True
 
 
-def delete(session: Session, post: Post, reason: str, actor: str) -> None:
+def delete(session: Session, post: Post, reason: str, actor: str) -> bool:
+    if post.status == "deleted":
+        return False
     set_status(session, post, "deleted", reason, actor, "delete")
+    return True
 
 
 def approve(session: Session, settings: Settings, post: Post, actor: str) -> int:

@@ -53,7 +53,8 @@ def test_a_hidden_post_vanishes_from_the_default_list_and_from_notifications(gat
     gateway.flush_outbox()
     assert outbox_messages(settings) == []
     assert cli("posts", "unhide", str(root["id"])).exit_code == 0
-    assert cli("posts", "unhide", str(root["id"])).exit_code == 1  # not hidden any more
+    again = cli("posts", "unhide", str(root["id"]))  # SPEC §6: already in effect is exit 0, and says so
+    assert (again.exit_code, again.stdout) == (0, f"post {root['id']} is already visible; nothing changed\n")
 
 
 def test_posts_list_without_status_shows_every_status_and_with_status_filters(gateway, cli):

@@ -23,6 +23,7 @@ from tests.conftest import make_mail, write_config
 from tests.gateway.test_crash import free_port
 
 NO_DB_COMMANDS = ("init", "hash-password")  # the two commands that need no database
+EXTRA_ARGUMENTS = {("users", "set"): ["--name", "Someone"]}  # with nothing to set it is a usage error
 
 
 def leaf_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
@@ -64,7 +65,8 @@ def test_every_command_but_init_refuses_a_missing_database_in_one_line_and_creat
     for path, command in commands:
         if path == ("check",):
             continue
-        result = runner.invoke(main, [*path, "--config", str(config), *sample_arguments(command, tmp_path)],
+        result = runner.invoke(main, [*path, "--config", str(config), *sample_arguments(command, tmp_path),
+                                      *EXTRA_ARGUMENTS.get(path, [])],
                                input=make_mail().as_bytes(), catch_exceptions=False)
         assert (result.exit_code, result.stderr) == (1, expected), path
         assert not database.parent.exists(), path
