@@ -1,4 +1,4 @@
-"""kill -9 while `statusmail serve` works through a mailbox backlog (#21).
+"""`statusmail serve` reading a mailbox, as a process: kill -9 mid-backlog, SIGTERM (#21).
 
 The last UID commits with each batch and the batch is moved after the commit, so a kill
 can leave recorded messages in the folder: the next `serve` must move them, posting
@@ -15,7 +15,7 @@ import pytest
 from sqlmodel import Session, func, select
 
 from statusmail.store.db import make_engine
-from statusmail.store.models import Post
+from statusmail.store.models import InboundLog, Post
 from tests.conftest import make_mail, write_config
 from tests.dovecot import PASSWORD, USER
 from tests.gateway.test_crash import free_port, start_server
@@ -68,4 +68,41 @@ password_file = "{password}"
     with Session(engine) as session:
         ids = [p.message_id for p in session.exec(select(Post))]
     assert len(ids) == len(set(ids)) == MESSAGES
+    engine.dispose()
+
+
+@pytest.mark.dovecot
+def test_a_from_of_300000_addresses_is_refused_at_once_and_sigterm_stops_serve(tmp_path: Path, dovecot):  # noqa: F811
+    """It held the poller for 13 minutes, made SMTP answer 451, and SIGTERM did not stop serve."""
+    password = tmp_path / "imap.password"
+    password.write_text(PASSWORD + "\n")
+    url = f"sqlite:///{tmp_path}/statusmail.db"
+    config = write_config(tmp_path, url, f"""
+[imap]
+enabled = true
+host = "127.0.0.1"
+port = {dovecot.port}
+ssl = false
+username = "{USER}"
+password_file = "{password}"
+""")
+    hostile = (b"From: " + b", ".join(b"u%d@corp.example" % i for i in range(300_000)) + b"\r\n"
+               b"To: status@corp.example\r\nSubject: hi\r\nMessage-ID: <wide@corp.example>\r\n\r\nhello\r\n")
+    behind = make_mail(subject="Right behind it")
+    dovecot.append(hostile)
+    dovecot.append(behind)
+    port = free_port()
+    server = start_server(config, port)
+    engine = make_engine(url)
+    try:
+        assert wait_until(lambda: dovecot.message_ids(dovecot.folder("statusmail/failed")) == ["<wide@corp.example>"]
+                          and count_posts(engine) == 1, 60), dovecot.log()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(60)
+    assert code == 0
+    assert dovecot.message_ids(dovecot.folder("statusmail/processed")) == [behind["Message-ID"]]
+    with Session(engine) as session:
+        [refused] = session.exec(select(InboundLog).where(InboundLog.outcome == "refused")).all()
+    assert (refused.reason, refused.source) == ("unparseable", "imap")
     engine.dispose()
