@@ -137,7 +137,8 @@ class Postfix:
     """One private Postfix: ``main_cf`` lines (the README's) over a base that puts its
     folders, listener and mailboxes in a temporary folder."""
 
-    def __init__(self, *, mailboxes: list[str], domain: str = "corp.example") -> None:
+    def __init__(self, *, mailboxes: list[str], aliases: dict[str, str] | None = None,
+                 domain: str = "corp.example") -> None:
         self.root = Path(tempfile.mkdtemp(prefix="statusmail-postfix-"))
         self.root.chmod(0o755)
         self.etc = self.root / "etc"
@@ -151,6 +152,7 @@ class Postfix:
         self.domain = domain
         self.port = free_port()
         self.mailboxes = mailboxes
+        self.aliases = aliases or {}  # local part -> an aliases(5) target of the site's own
         self.process: subprocess.Popen[bytes] | None = None
 
     def maildir(self, local_part: str) -> Path:
@@ -192,6 +194,7 @@ biff = no
             box.mkdir()
             os.chown(box, nobody.pw_uid, nobody.pw_gid)
             aliases.append(f"{local_part}: {box}/")
+        aliases += [f"{local_part}: {target}" for local_part, target in self.aliases.items()]
         (self.etc / "aliases").write_text("\n".join(aliases) + "\n")
         (self.etc / "main.cf").write_text(self.base_config() + "\n# The README's lines\n" + main_cf)
         (self.etc / "master.cf").write_text(

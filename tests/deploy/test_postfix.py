@@ -117,12 +117,17 @@ def mail(sender: str, subject: str, body: str, **headers: str) -> EmailMessage:
 @pytest.fixture(params=["smtp", "lmtp"])
 def deployment(request: pytest.FixtureRequest, tmp_path: Path, sqlite_url: str) -> Iterator[Deployment]:
     lmtp = request.param == "lmtp"
-    postfix = Postfix(mailboxes=["alice", "bob"])  # dave has left the company
+    # Dave has left the company: Postfix does not know him. Carol has left too, but her
+    # address is kept: Postfix accepts her mail and its delivery fails (sysexits
+    # EX_NOUSER), so Postfix writes a delivery report to the mail's VERP sender.
+    postfix = Postfix(mailboxes=["alice", "bob"],
+                      aliases={"carol": "\"|/bin/sh -c 'echo Carol Cole has left the company; exit 67'\""})
     settings = load_settings(str(gateway_config(tmp_path, sqlite_url, postfix.port, lmtp)), environ={})
     engine = make_engine(sqlite_url)
     upgrade(engine)
     with Session(engine) as session:
-        for handle, name in (("alice", "Alice Archer"), ("bob", "Bob Baker"), ("dave", "Dave Departed")):
+        for handle, name in (("alice", "Alice Archer"), ("bob", "Bob Baker"), ("dave", "Dave Departed"),
+                             ("carol", "Carol Cole")):
             session.add(User(email=f"{handle}@corp.example", name=name, handle=handle))
         session.commit()
     gateway = RunningGateway(settings, engine)
@@ -201,24 +206,33 @@ def test_an_outside_sender_is_refused_by_postfix_at_rcpt_and_nothing_is_queued_o
     assert deployment.postfix.delivered("alice") == []  # the forged sender got no backscatter
 
 
-def test_postfix_refusing_a_departed_colleague_is_a_hard_bounce(deployment):
+def test_postfix_refusing_a_departed_colleague_or_bouncing_her_mail_is_a_hard_bounce(deployment):
     code, reply = deployment.send(mail("Alice Archer <alice@corp.example>", "status",
-                                       "Handover notes are in the wiki, @dave thanks for everything"),
+                                       "Handover notes are in the wiki, @dave @carol thanks for everything"),
                                   to="status@corp.example")
     assert code == 250, reply
 
-    def failed() -> list[Outbox]:
+    def bounces() -> list[Bounce]:
         with Session(deployment.engine) as session:
-            return list(session.exec(select(Outbox).where(Outbox.status == "failed")))
+            return list(session.exec(select(Bounce).order_by(col(Bounce.recipient))))
 
-    [row] = wait_until(failed) or [None]
-    assert row is not None, deployment.postfix.log()[-3000:]
-    assert row.to_addr == "dave@corp.example"
-    assert "550 5.1.1 <dave@corp.example>: Recipient address rejected: User unknown in local recipient table" \
-        in row.last_error
+    assert wait_until(lambda: len(bounces()) == 2), deployment.postfix.log()[-3000:]
     with Session(deployment.engine) as session:
-        [bounce] = session.exec(select(Bounce))
-    assert (bounce.recipient, bounce.status, bounce.hard, bounce.outbox_id) == ("dave@corp.example", "5.1.1", True,
-                                                                                row.id)
-    assert deployment.user("dave@corp.example").hard_bounces == 1
-    assert deployment.postfix.queued() == []  # refused in the dialogue: Postfix queued nothing
+        rows = {row.to_addr: row for row in session.exec(select(Outbox))}
+    carols, daves = bounces()
+    # Dave: Postfix refuses him at RCPT, in the gateway's own SMTP dialogue with it.
+    assert rows["dave@corp.example"].status == "failed"
+    assert "550 5.1.1 <dave@corp.example>: Recipient address rejected: User unknown in local recipient table" \
+        in rows["dave@corp.example"].last_error
+    assert (daves.recipient, daves.status, daves.hard, daves.outbox_id) == (
+        "dave@corp.example", "5.1.1", True, rows["dave@corp.example"].id)
+    # Carol: Postfix took her mail, then bounced it to the VERP address, through the transport map.
+    assert rows["carol@corp.example"].status == "sent"
+    assert (carols.recipient, carols.status, carols.hard, carols.outbox_id) == (
+        "carol@corp.example", "5.1.1", True, rows["carol@corp.example"].id)
+    assert "Carol Cole has left the company" in carols.diagnostic
+    for gone in ("dave@corp.example", "carol@corp.example"):
+        assert deployment.user(gone).hard_bounces == 1
+    assert wait_until(lambda: deployment.postfix.queued() == [])
+    assert re.search(r"to=<status\+bounce-[^>]+@corp\.example>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:\d+.*status=sent",
+                     deployment.postfix.log())
