@@ -496,7 +496,7 @@ def log_command(app: App, outcome: str | None, limit: int, as_json: bool) -> Non
         entries = list(session.exec(query.order_by(col(InboundLog.id).desc()).limit(limit)))
         # A message without a Message-ID got one generated for its post: show that one.
         missing = [e.post_id for e in entries if not e.message_id and e.post_id]
-        generated = dict(session.exec(select(Post.id, Post.message_id)  # type: ignore[call-overload]
+        generated = dict(session.exec(select(Post.id, Post.message_id)
                                       .where(col(Post.id).in_(missing))).all()) if missing else {}
         rows = [log_json(e, generated.get(e.post_id)) for e in entries]
     emit(rows, as_json, LOG_COLUMNS)

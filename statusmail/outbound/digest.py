@@ -178,7 +178,7 @@ def already_done(session: Session, emails: dict[int, str], taken: set[tuple[int,
     rows = {}
     for ids in chunks(sorted(emails)):
         for user_id, period, count, created in session.exec(
-                select(Digest.user_id, Digest.period, Digest.item_count, Digest.created_at)  # type: ignore[call-overload]
+                select(Digest.user_id, Digest.period, Digest.item_count, Digest.created_at)
                 .where(col(Digest.user_id).in_(ids))):
             if (user_id, period) in taken:
                 rows[user_id] = (period, count, created)
