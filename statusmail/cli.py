@@ -83,15 +83,24 @@ class App:
             self._engine.dispose()
 
 
-def remember_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
-    if value is not None:
-        ctx.find_root().ensure_object(dict)["config"] = value
+def remember_config(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Keep ``--config`` for :class:`App`. Every level reads $STATUSMAIL_CONFIG, so a value
+    from the environment never replaces one given on the command line at another level."""
+    if value is None:
+        return
+    store = ctx.find_root().ensure_object(dict)
+    if ctx.get_parameter_source(param.name or "") is click.core.ParameterSource.ENVIRONMENT and "config" in store:
+        return
+    store["config"] = value
 
 
 def config_option(f: F) -> F:
     """``--config PATH`` on every command; it may also stand before the subcommand."""
     return click.option("--config", "config_path", type=click.Path(dir_okay=False), expose_value=False,
-                        callback=remember_config, is_eager=True, help="TOML configuration file.")(f)
+                        callback=remember_config, is_eager=True, metavar="PATH", envvar="STATUSMAIL_CONFIG",
+                        show_envvar=True,
+                        help="TOML configuration file (default: ./statusmail.toml if it exists, else the "
+                             "built-in defaults), e.g. --config /etc/statusmail/statusmail.toml")(f)
 
 
 class StatusGroup(click.Group):
@@ -110,7 +119,8 @@ StatusGroup.group_class = StatusGroup
 
 
 def json_option(f: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON only.")(f)
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print JSON only, to stdout: a list of objects, or one object.")(f)
 
 
 def pass_app(f: F) -> F:
@@ -204,10 +214,16 @@ def require_post(session: Session, post_id: int) -> Post:
 
 @click.group(cls=StatusGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @config_option
-@click.option("-v", "--verbose", is_flag=True, help="Log debug detail to stderr.")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail to stderr, e.g. statusmail -v check")
 @click.version_option(package_name="statusmail")
 def main(verbose: bool) -> None:
-    """statusmail: status updates by mail, threaded replies and digests."""
+    """statusmail: status updates by mail, threaded replies and digests.
+
+    \b
+    Every configuration key can also be set in the environment, as
+    STATUSMAIL_<SECTION>_<KEY>, e.g.
+      STATUSMAIL_GATEWAY_DATABASE_URL=postgresql+psycopg://statusmail@db/statusmail
+    """
     # Commands print their results; only warnings are logged unless asked. `serve` logs INFO.
     setup_logging(logging.DEBUG if verbose else logging.WARNING)
 
@@ -303,8 +319,10 @@ def report_outcome(outcome: Any, as_json: bool) -> None:
 @main.command()
 @config_option
 @click.argument("file", type=click.File("rb"), default="-")
-@click.option("--from", "mail_from", default="", help="Envelope sender, checked against the From domain (default: the Return-Path header, if any).")
-@click.option("--to", "rcpt_to", multiple=True, help="Envelope recipient (default: the To/Cc headers).")
+@click.option("--from", "mail_from", default="", metavar="ADDRESS",
+              help="Envelope sender, checked against the From domain (default: the Return-Path header, if any). e.g. --from alice@corp.example")
+@click.option("--to", "rcpt_to", multiple=True, metavar="ADDRESS",
+              help="Envelope recipient, repeatable (default: the To/Cc headers), e.g. --to status@corp.example")
 @json_option
 @pass_app
 def inject(app: App, file: Any, mail_from: str, rcpt_to: tuple[str, ...], as_json: bool) -> None:
@@ -341,10 +359,11 @@ def reprocess(app: App, log_id: int, as_json: bool) -> None:
 
 
 @main.command("hash-password")
-@click.option("--user", required=True, help="The SMTP AUTH login name.")
-@click.password_option(help="Read from a prompt (or stdin) when not given.")
+@click.option("--user", required=True, metavar="NAME", help="The SMTP AUTH login name, e.g. --user postfix")
+@click.password_option(help="Read from a prompt (or stdin) when not given; a prompt keeps it out of the shell "
+                            "history.")
 def hash_password_command(user: str, password: str) -> None:
-    """Print a ``user:hash`` line for smtp.auth_file."""
+    """Print a user:hash line for smtp.auth_file."""
     from statusmail.gateway.smtpauth import hash_password
 
     if ":" in user:
@@ -387,10 +406,13 @@ def users_show(app: App, email: str, as_json: bool) -> None:
 @users.command("add")
 @config_option
 @click.argument("email")
-@click.option("--name", default="", help="Display name.")
-@click.option("--role", type=click.Choice(ROLES), default="staff", show_default=True)
-@click.option("--team", default="")
-@click.option("--timezone", "tz", default="", help="IANA name, e.g. Europe/Berlin.")
+@click.option("--name", default="", metavar="NAME", help="Display name, e.g. --name 'Alice Anders'")
+@click.option("--role", type=click.Choice(ROLES), default="staff", show_default=True,
+              help="staff posts and reads; leader also gets the check-in round-ups; admin moderates, "
+                   "e.g. --role leader")
+@click.option("--team", default="", metavar="TEAM", help="Team name; team members follow each other, e.g. --team billing")
+@click.option("--timezone", "tz", default="", metavar="ZONE",
+              help="IANA zone for the digest hour (default: digest.default_timezone), e.g. --timezone Europe/Berlin")
 @json_option
 @pass_app
 def users_add(app: App, email: str, name: str, role: str, team: str, tz: str, as_json: bool) -> None:
@@ -424,11 +446,12 @@ def posts() -> None:
 
 @posts.command("list")
 @config_option
-@click.option("--author", help="Only posts by this address.")
-@click.option("--tag", help="Only posts with this tag.")
-@click.option("--since", help="Only posts at or after this ISO 8601 time.")
-@click.option("--status", type=click.Choice(STATUSES), help="Only posts with this status.")
-@click.option("--limit", type=LIMIT, default=100, show_default=True)
+@click.option("--author", metavar="EMAIL", help="Only posts by this address, e.g. --author alice@corp.example")
+@click.option("--tag", metavar="TAG", help="Only posts with this tag (no #), e.g. --tag billing")
+@click.option("--since", metavar="ISO", help="Only posts at or after this ISO 8601 time (UTC unless it says), "
+                                             "e.g. --since 2026-11-30 or --since 2026-11-30T09:00+01:00")
+@click.option("--status", type=click.Choice(STATUSES), help="Only posts with this status (default: all), e.g. --status held")
+@click.option("--limit", type=LIMIT, default=100, show_default=True, help="At most this many posts, e.g. --limit 20")
 @json_option
 @pass_app
 def posts_list(app: App, author: str | None, tag: str | None, since: str | None, status: str | None, limit: int,
@@ -483,8 +506,9 @@ def log_json(entry: InboundLog, post_message_id: str | None = None) -> dict[str,
 
 @main.command("log")
 @config_option
-@click.option("--outcome", type=click.Choice(("accepted", "held", "refused")))
-@click.option("--limit", type=LIMIT, default=100, show_default=True)
+@click.option("--outcome", type=click.Choice(("accepted", "held", "refused")),
+              help="Only messages with this outcome (default: all), e.g. --outcome refused")
+@click.option("--limit", type=LIMIT, default=100, show_default=True, help="At most this many entries, e.g. --limit 20")
 @json_option
 @pass_app
 def log_command(app: App, outcome: str | None, limit: int, as_json: bool) -> None:
@@ -518,8 +542,9 @@ def outbox() -> None:
 
 @outbox.command("list")
 @config_option
-@click.option("--status", type=click.Choice(("queued", "sent", "failed")))
-@click.option("--limit", type=LIMIT, default=100, show_default=True)
+@click.option("--status", type=click.Choice(("queued", "sent", "failed")),
+              help="Only mail with this status (default: all), e.g. --status failed")
+@click.option("--limit", type=LIMIT, default=100, show_default=True, help="At most this many mails, e.g. --limit 20")
 @json_option
 @pass_app
 def outbox_list(app: App, status: str | None, limit: int, as_json: bool) -> None:
@@ -535,7 +560,8 @@ def outbox_list(app: App, status: str | None, limit: int, as_json: bool) -> None
 @outbox.command("retry")
 @config_option
 @click.argument("outbox_id", type=ROW_ID, required=False)
-@click.option("--all", "retry_all", is_flag=True, help="Every unsent mail.")
+@click.option("--all", "retry_all", is_flag=True, help="Every unsent mail (the same as giving no ID), e.g. "
+                                                        "statusmail outbox retry --all")
 @pass_app
 def outbox_retry(app: App, outbox_id: int | None, retry_all: bool) -> None:
     """Make the given, or every (--all, or no ID), unsent mail due now."""

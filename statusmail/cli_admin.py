@@ -38,7 +38,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def actor_option(f: F) -> F:
-    return click.option("--as", "actor", default=None, help="Who is acting (default: the OS user).")(f)
+    return click.option("--as", "actor", default=None, metavar="NAME",
+                        help="Who is acting, for the audit trail (default: the OS user), e.g. --as carol")(f)
 
 
 def acting(actor: str | None) -> str:
@@ -65,12 +66,14 @@ def plural(count: int, word: str) -> str:
 @users.command("set")
 @config_option
 @click.argument("email")
-@click.option("--role", type=click.Choice(ROLES))
-@click.option("--digest", type=click.Choice(("daily", "weekly", "off")))
-@click.option("--timezone", "tz")
-@click.option("--handle")
-@click.option("--name")
-@click.option("--reset-bounces", is_flag=True, help="Lift a bounce suspension.")
+@click.option("--role", type=click.Choice(ROLES), help="New role, e.g. --role admin")
+@click.option("--digest", type=click.Choice(("daily", "weekly", "off")),
+              help="How often the digest comes, e.g. --digest weekly")
+@click.option("--timezone", "tz", metavar="ZONE", help="IANA zone for the digest hour, e.g. --timezone Asia/Tokyo")
+@click.option("--handle", metavar="HANDLE", help="The @handle others mention, e.g. --handle alice.a")
+@click.option("--name", metavar="NAME", help="Display name, e.g. --name 'Alice Anders'")
+@click.option("--reset-bounces", is_flag=True,
+              help="Lift a bounce suspension and count hard bounces from zero, e.g. after a mailbox was fixed.")
 @actor_option
 @pass_app
 def users_set(app: App, email: str, role: str | None, digest: str | None, tz: str | None, handle: str | None,
@@ -107,7 +110,8 @@ def users_set(app: App, email: str, role: str | None, digest: str | None, tz: st
 @users.command("ban")
 @config_option
 @click.argument("email")
-@click.option("--reason", required=True, help="Why; kept in the audit trail.")
+@click.option("--reason", required=True, help="Why; kept in the audit trail, e.g. --reason 'phishing from a "
+                                                 "hijacked account'")
 @actor_option
 @pass_app
 def users_ban(app: App, email: str, reason: str, actor: str | None) -> None:
@@ -217,7 +221,7 @@ def follows_remove(app: App, email: str, target: str) -> None:
 @posts.command("hide")
 @config_option
 @click.argument("post_id", type=ROW_ID)
-@click.option("--reason", required=True)
+@click.option("--reason", required=True, help="Why; kept in the audit trail, e.g. --reason 'customer data'")
 @actor_option
 @pass_app
 def posts_hide(app: App, post_id: int, reason: str, actor: str | None) -> None:
@@ -244,7 +248,7 @@ def posts_unhide(app: App, post_id: int, actor: str | None) -> None:
 @posts.command("delete")
 @config_option
 @click.argument("post_id", type=ROW_ID)
-@click.option("--reason", required=True)
+@click.option("--reason", required=True, help="Why; kept in the audit trail, e.g. --reason 'posted twice'")
 @actor_option
 @pass_app
 def posts_delete(app: App, post_id: int, reason: str, actor: str | None) -> None:
@@ -292,7 +296,8 @@ def queue_approve(app: App, post_id: int, actor: str | None) -> None:
 @queue.command("reject")
 @config_option
 @click.argument("post_id", type=ROW_ID)
-@click.option("--reason", required=True, help="Mailed to the sender.")
+@click.option("--reason", required=True, help="Mailed to the sender and kept in the audit trail, e.g. "
+                                                 "--reason 'please use #random for this'")
 @actor_option
 @pass_app
 def queue_reject(app: App, post_id: int, reason: str, actor: str | None) -> None:
@@ -308,7 +313,7 @@ def queue_reject(app: App, post_id: int, reason: str, actor: str | None) -> None
 
 @main.command("audit")
 @config_option
-@click.option("--limit", type=LIMIT, default=100, show_default=True)
+@click.option("--limit", type=LIMIT, default=100, show_default=True, help="At most this many entries, e.g. --limit 20")
 @json_option
 @pass_app
 def audit_command(app: App, limit: int, as_json: bool) -> None:
@@ -322,7 +327,7 @@ def audit_command(app: App, limit: int, as_json: bool) -> None:
 
 @main.command("stats")
 @config_option
-@click.option("--days", type=DAYS, default=7, show_default=True)
+@click.option("--days", type=DAYS, default=7, show_default=True, help="How many days back to count, e.g. --days 30")
 @json_option
 @pass_app
 def stats_command(app: App, days: int, as_json: bool) -> None:

@@ -27,7 +27,8 @@ def digest() -> None:
 @digest.command("preview")
 @config_option
 @click.argument("email")
-@click.option("--html", "as_html", is_flag=True, help="Print the HTML part instead of the text.")
+@click.option("--html", "as_html", is_flag=True,
+              help="Print the HTML part instead of the text, e.g. statusmail digest preview EMAIL --html > d.html")
 @pass_app
 def digest_preview(app: App, email: str, as_html: bool) -> None:
     """Print the digest EMAIL would get now; changes nothing."""
@@ -46,9 +47,10 @@ def digest_preview(app: App, email: str, as_html: bool) -> None:
 
 @digest.command("send")
 @config_option
-@click.option("--user", "email", help="Only this user.")
-@click.option("--now", "force", is_flag=True, help="Send now, whether or not the digest hour has come.")
-@click.option("--dry-run", is_flag=True, help="Show who would get what; change nothing.")
+@click.option("--user", "email", metavar="EMAIL", help="Only this user, e.g. --user alice@corp.example")
+@click.option("--now", "force", is_flag=True,
+              help="Send this period's digest whether or not the digest hour has come, e.g. after an outage.")
+@click.option("--dry-run", is_flag=True, help="Show who would get what, and why others get nothing; change nothing.")
 @pass_app
 def digest_send(app: App, email: str | None, force: bool, dry_run: bool) -> None:
     """Send the digests that are due (with --now: every digest of this period not yet sent)."""
