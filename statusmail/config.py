@@ -100,6 +100,17 @@ class DigestSettings:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8080
+    base_url: str = ""  # public URL, e.g. https://status.corp.example
+    auth: str = "link"  # "link" | "header"
+    header_name: str = "X-Remote-User"
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+
+
+@dataclass(frozen=True)
 class Settings:
     gateway: GatewaySettings = GatewaySettings()
     smtp: SmtpSettings = SmtpSettings()
@@ -107,6 +118,7 @@ class Settings:
     outbound: OutboundSettings = OutboundSettings()
     policy: PolicySettings = PolicySettings()
     digest: DigestSettings = DigestSettings()
+    web: WebSettings = WebSettings()
     source: str = "built-in defaults"
 
     @property
@@ -118,6 +130,14 @@ class Settings:
     def status_local_part(self) -> str:
         return self.gateway.address.rpartition("@")[0]
 
+    @property
+    def web_url(self) -> str:
+        """Where readers reach the web: ``web.base_url``, else the listener's own address."""
+        if self.web.base_url:
+            return self.web.base_url.rstrip("/")
+        host = f"[{self.web.host}]" if ":" in self.web.host else self.web.host
+        return f"http://{host}:{self.web.port}"
+
 
 SECTIONS: dict[str, type] = {
     "gateway": GatewaySettings,
@@ -126,11 +146,13 @@ SECTIONS: dict[str, type] = {
     "outbound": OutboundSettings,
     "policy": PolicySettings,
     "digest": DigestSettings,
+    "web": WebSettings,
 }
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 FREQUENCIES = ("daily", "weekly", "off")
 SENDER_AUTH_MODES = ("network", "authres", "dkim")
+WEB_AUTH_MODES = ("link", "header")
 TRANSPORT_SCHEMES = ("maildir:", "smtp://", "smtp+starttls://", "smtps://", "memory:")
 
 
@@ -249,7 +271,8 @@ def validate(settings: Settings) -> None:
             raise ConfigError(f"{key}: expected a positive integer, got {value}")
     if settings.gateway.reply_token_days < 0:
         raise ConfigError(f"gateway.reply_token_days: expected 0 (never) or a number of days, got {settings.gateway.reply_token_days}")
-    for key, port in (("smtp.port", settings.smtp.port), ("imap.port", settings.imap.port)):
+    for key, port in (("smtp.port", settings.smtp.port), ("imap.port", settings.imap.port),
+                      ("web.port", settings.web.port)):
         if not 0 <= port <= 65535:
             raise ConfigError(f"{key}: expected a port number, got {port}")
     if bool(settings.smtp.tls_cert) != bool(settings.smtp.tls_key):
@@ -290,12 +313,30 @@ def validate(settings: Settings) -> None:
         # Moving a message into the folder it is read from would read it again forever.
         if folder_key(getattr(settings.imap, key)) == folder_key(settings.imap.folder):
             raise ConfigError(f"imap.{key}: must differ from imap.folder ({settings.imap.folder!r})")
+    validate_web(settings.web)
 
 
 def folder_key(name: str) -> str:
     """A folder name as the server compares it: INBOX in any case is INBOX (RFC 3501 §5.1)."""
     name = name.strip("/")
     return "INBOX" if name.upper() == "INBOX" else name
+
+
+def validate_web(web: WebSettings) -> None:
+    if web.auth not in WEB_AUTH_MODES:
+        raise ConfigError(f"web.auth: expected one of {', '.join(WEB_AUTH_MODES)}, got {web.auth!r}")
+    if web.base_url:
+        scheme, _, rest = web.base_url.partition("://")
+        if scheme not in ("http", "https") or not rest or any(c.isspace() for c in web.base_url) \
+                or "?" in rest or "#" in rest:
+            raise ConfigError(f"web.base_url: expected a URL like https://status.corp.example, got {web.base_url!r}")
+    if not re.fullmatch(r"[A-Za-z0-9-]+", web.header_name):
+        raise ConfigError(f"web.header_name: expected an HTTP header name, got {web.header_name!r}")
+    for network in web.trusted_proxies:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(f"web.trusted_proxies: not a network: {network!r}") from None
 
 
 def is_timezone(name: str) -> bool:

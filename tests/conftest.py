@@ -104,14 +104,14 @@ class RunningGateway:
     # as serve's writer process, without a Python interpreter started for every test
     # (a second per test). The writer process itself is covered where it matters:
     # test_writer.py, the concurrent-sessions test and every test of `statusmail serve`.
-    def __init__(self, settings: Settings, engine: Any, writer_process: bool = False) -> None:
+    def __init__(self, settings: Settings, engine: Any, writer_process: bool = False, web_port: int | None = 0) -> None:
         from statusmail.gateway.serve import Gateway
 
         self.settings, self.engine = settings, engine
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.gateway = Gateway(settings, engine, writer_process=writer_process)
+        self.gateway = Gateway(settings, engine, writer_process=writer_process, web_port=web_port)
         self.call(self.gateway.start(0))
         self.port = self.gateway.port
 

@@ -70,6 +70,8 @@ class Gateway:
     # Run the pipeline in a child process (gateway/writer.py). False keeps it in a thread
     # of this process: the same commit_batch, for tests that inject faults into it.
     writer_process: bool = True
+    # The HTTP port when web.enabled; None: web.port (tests pass 0 and read web.port).
+    web_port: int | None = None
 
     async def start(self, port: int | None = None) -> None:
         self.transport = self.transport or make_transport(self.settings)
@@ -102,10 +104,18 @@ class Gateway:
         if self.poller is not None:
             self.imap_task = asyncio.create_task(self.poller.run(), name="imap")
             self.tasks.append(self.imap_task)
+        self.web = None
+        if self.settings.web.enabled:  # the read-only web (SPEC §8), on this same event loop
+            from statusmail.web.server import WebServer
+
+            self.web = WebServer(self.settings, self.engine, on_queued=self.worker.poke)
+            await self.web.start(self.web_port)
         log.info("%s listening on %s:%d", "LMTP" if self.settings.smtp.lmtp else "SMTP", self.settings.smtp.host, self.port)
 
     async def stop(self) -> None:
         self.server.close()
+        if self.web is not None:
+            await self.web.stop()
         try:
             await asyncio.wait_for(self.handler.in_flight.idle.wait(), DRAIN_SECONDS)
         except TimeoutError:

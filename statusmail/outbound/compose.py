@@ -20,6 +20,7 @@ from typing import Any
 from statusmail.config import Settings
 from statusmail.outbound.templates import render_html, render_text
 from statusmail.outbound.threadindex import new_thread_index, thread_topic
+from statusmail.signing import unsubscribe_url
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+")
 SUBJECT_MAX = 180
@@ -60,6 +61,9 @@ class Draft:
     references: list[str] = field(default_factory=list)
     thread_topic: str = ""
     thread_index: str = ""
+    # The recipient's user id: with web.base_url, List-Unsubscribe also carries their
+    # one-click URL (RFC 8058).
+    user_id: int | None = None
 
 
 def build_message(draft: Draft, settings: Settings, *, message_id: str | None = None,
@@ -84,7 +88,13 @@ def build_message(draft: Draft, settings: Settings, *, message_id: str | None = 
     msg["Thread-Topic"] = one_line(draft.thread_topic or thread_topic(draft.subject))
     msg["Thread-Index"] = draft.thread_index or new_thread_index(now)
     msg["List-Id"] = f"{one_line(settings.gateway.site_name, 60)} <{list_label(settings)}>"
-    msg["List-Unsubscribe"] = f"<mailto:{settings.gateway.request_address}?subject=unsubscribe>"
+    mailto = f"<mailto:{settings.gateway.request_address}?subject=unsubscribe>"
+    one_click = unsubscribe_url(settings, draft.user_id) if draft.user_id is not None else ""
+    if one_click:  # RFC 8058 §3.1: the https URI first, and the POST body it takes
+        msg["List-Unsubscribe"] = f"<{one_click}>, {mailto}"
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    else:
+        msg["List-Unsubscribe"] = mailto
     msg["Auto-Submitted"] = draft.auto_submitted
     # Ask Exchange not to answer our mail with out-of-office notes (MS-OXCMAIL 2.2.3.2.14).
     msg["X-Auto-Response-Suppress"] = "All"

@@ -237,7 +237,7 @@ def compose(settings: Settings, recipient: Recipient, content: DigestContent, to
     context = {"name": recipient.display_name, "since": local_time(content.since, recipient),
                "count": content.count, "sections": sections}
     draft = Draft(to=recipient.email, to_name=recipient.name, subject=subject, template="digest/digest",
-                  context=context, thread_topic=subject, thread_index=new_thread_index(now))
+                  context=context, thread_topic=subject, thread_index=new_thread_index(now), user_id=recipient.id)
     return build_message(draft, settings, now=now)
 
 

@@ -144,7 +144,7 @@ def notify_post(session: Session, settings: Settings, post: Post) -> int:
                       context={**shared, "name": display_name(user), "why": why, "reply_address": reply_address},
                       reply_to=reply_address, from_name=author_from(author, settings),
                       in_reply_to=parent.message_id if parent is not None else "",
-                      references=references, thread_topic=topic, thread_index=thread_index)
+                      references=references, thread_topic=topic, thread_index=thread_index, user_id=user.id)
         message_id = post.message_id or None
         enqueue(session, build_message(draft, settings, message_id=message_id, now=now), settings,
                 kind="notification", to=user.email, user_id=user.id, post_id=post.id)

@@ -202,3 +202,38 @@ class ImapState(SQLModel, table=True):
     mailbox: str = Field(primary_key=True, max_length=300)
     uidvalidity: int = 0
     last_uid: int = 0
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser (SPEC §8). The cookie holds a random secret; only its SHA-256
+    is stored, so a copy of the database signs nobody in. Rows, not process memory:
+    several ``serve`` processes behind one load balancer share them, and sign-out ends
+    the session everywhere."""
+
+    __tablename__ = "web_sessions"
+    secret_hash: str = Field(primary_key=True, max_length=64)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+
+
+class SignInToken(SQLModel, table=True):
+    """A one-time sign-in link: valid 15 minutes, used once; stored as its SHA-256."""
+
+    __tablename__ = "sign_in_tokens"
+    token_hash: str = Field(primary_key=True, max_length=64)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+class SignInRequest(SQLModel, table=True):
+    """Every ``POST /login``, known address or not: the per-address and per-client limits
+    count these rows, so they hold across processes and answer alike for strangers."""
+
+    __tablename__ = "sign_in_requests"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    email: str = Field(default="", index=True, max_length=320)
+    client: str = Field(default="", index=True, max_length=64)

@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, update
 from sqlmodel import Session, col, select
 
 from statusmail.config import Settings
+from statusmail.signing import feed_url
 from statusmail.store.db import insert_values
 from statusmail.store.models import User
 
@@ -108,6 +109,7 @@ def user_json(user: User, settings: Settings) -> dict[str, Any]:
         "ban_reason": user.ban_reason,
         "mail_suspended": user.mail_suspended,
         "hard_bounces": user.hard_bounces,
+        **({"feed_url": feed_url(settings, user.id)} if settings.web.enabled and user.id is not None else {}),
     }
 
 

@@ -80,9 +80,12 @@ def test_the_newest_revision_builds_exactly_the_schema_the_models_describe(datab
     from alembic.migration import MigrationContext
     from sqlmodel import SQLModel
 
+    from statusmail.store.search import include_name
+
     engine = make_engine(database_url)
     upgrade(engine)
     with engine.connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+        differences = compare_metadata(MigrationContext.configure(connection, opts={"include_name": include_name}),
+                                       SQLModel.metadata)
     engine.dispose()
     assert differences == []

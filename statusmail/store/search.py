@@ -1,0 +1,61 @@
+"""Full-text search over post text: one function, SQLite FTS5 or PostgreSQL's own.
+
+SQLite keeps an external-content FTS5 table (``posts_fts``) in step with ``posts`` by
+triggers; PostgreSQL a GIN index on ``to_tsvector('simple', body)`` (revision 0004).
+Every word the reader typed must occur (AND); FTS5 gets each word as a quoted string, so
+no reader's input is ever FTS5 query syntax, and PostgreSQL gets ``plainto_tsquery``,
+which ignores operators. Results are newest first, visible posts in visible threads only.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from sqlalchemy import and_, or_, text
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, col, select
+
+from statusmail.store.models import Post
+
+# Made by revision 0004 outside the models (an FTS5 table and its shadow tables, an
+# expression index): alembic's comparison of models and schema leaves these out.
+NOT_IN_MODELS = ("posts_fts", "posts_fts_data", "posts_fts_idx", "posts_fts_docsize", "posts_fts_config",
+                 "ix_posts_body_search")
+WORD = re.compile(r"\w+", re.UNICODE)
+MAX_WORDS = 8
+
+
+def include_name(name: str | None, type_: str, _parents: object) -> bool:
+    """alembic ``include_name`` hook: everything but :data:`NOT_IN_MODELS`."""
+    return name not in NOT_IN_MODELS
+
+
+def words(query: str) -> list[str]:
+    return WORD.findall(query.lower())[:MAX_WORDS]
+
+
+def search_posts(session: Session, query: str, *, limit: int = 20,
+                 before: tuple[datetime, int] | None = None) -> list[Post]:
+    """Visible posts (in visible threads) containing every word of ``query``, newest first;
+    ``before`` = (created_at, id) of the last post of the previous page."""
+    terms = words(query)
+    if not terms:
+        return []
+    root = aliased(Post)
+    statement = select(Post).join(root, col(root.id) == col(Post.thread_id)).where(
+        Post.status == "visible", root.status == "visible")
+    if session.get_bind().dialect.name == "sqlite":
+        match = " ".join('"' + term.replace('"', '""') + '"' for term in terms)
+        statement = statement.where(col(Post.id).in_(
+            select(text("rowid")).select_from(text("posts_fts")).where(text("posts_fts MATCH :match"))
+        )).params(match=match)
+    else:
+        statement = statement.where(text("to_tsvector('simple', posts.body) @@ plainto_tsquery('simple', :match)")
+                                    ).params(match=" ".join(terms))
+    if before is not None:
+        moment, post_id = before
+        statement = statement.where(or_(col(Post.created_at) < moment,
+                                        and_(col(Post.created_at) == moment, col(Post.id) < post_id)))
+    statement = statement.order_by(col(Post.created_at).desc(), col(Post.id).desc()).limit(limit)
+    return list(session.exec(statement))
