@@ -11,7 +11,6 @@ Revises: 0003
 Create Date: 2026-12-04
 """
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 
 revision = '0004'
@@ -35,7 +34,7 @@ SQLITE_FTS = [
 def upgrade() -> None:
     op.create_table(
         'web_sessions',
-        sa.Column('secret_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column('secret_hash', sa.String(length=64), nullable=False),
         sa.Column('user_id', sa.Integer(), nullable=False),
         sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
@@ -45,7 +44,7 @@ def upgrade() -> None:
     op.create_index('ix_web_sessions_user_id', 'web_sessions', ['user_id'], unique=False)
     op.create_table(
         'sign_in_tokens',
-        sa.Column('token_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column('token_hash', sa.String(length=64), nullable=False),
         sa.Column('user_id', sa.Integer(), nullable=False),
         sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
@@ -58,8 +57,8 @@ def upgrade() -> None:
         'sign_in_requests',
         sa.Column('id', sa.Integer(), nullable=False),
         sa.Column('at', sa.DateTime(timezone=True), nullable=False),
-        sa.Column('email', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
-        sa.Column('client', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column('email', sa.String(length=320), nullable=False),
+        sa.Column('client', sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint('id'),
     )
     op.create_index('ix_sign_in_requests_at', 'sign_in_requests', ['at'], unique=False)
