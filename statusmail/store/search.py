@@ -1,7 +1,7 @@
 """Full-text search over post text: one function, SQLite FTS5 or PostgreSQL's own.
 
 SQLite keeps an external-content FTS5 table (``posts_fts``) in step with ``posts`` by
-triggers; PostgreSQL a GIN index on ``to_tsvector('simple', body)`` (revision 0004).
+triggers; PostgreSQL a GIN index on ``to_tsvector('simple', body)`` (revision 0005).
 Every word the reader typed must occur (AND); FTS5 gets each word as a quoted string, so
 no reader's input is ever FTS5 query syntax, and PostgreSQL gets ``plainto_tsquery``,
 which ignores operators. Results are newest first, visible posts in visible threads only.
@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from statusmail.store.models import Post
 
-# Made by revision 0004 outside the models (an FTS5 table and its shadow tables, an
+# Made by revision 0005 outside the models (an FTS5 table and its shadow tables, an
 # expression index): alembic's comparison of models and schema leaves these out.
 NOT_IN_MODELS = ("posts_fts", "posts_fts_data", "posts_fts_idx", "posts_fts_docsize", "posts_fts_config",
                  "ix_posts_body_search")

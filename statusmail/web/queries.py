@@ -24,6 +24,7 @@ from statusmail.config import Settings
 from statusmail.inbound.recipients import token_address
 from statusmail.outbound.notify import first_line
 from statusmail.outbound.tokens import new_tokens
+from statusmail.store.likes import like_counts
 from statusmail.store.models import Post, PostTag, ReplyToken, User, utcnow
 from statusmail.store.posts import iso, reply_counts
 from statusmail.store.search import search_posts, words
@@ -138,7 +139,7 @@ def as_utc(moment: datetime) -> datetime:
 
 def post_views(session: Session, settings: Settings, reader: User, posts: Sequence[Post], *,
                reply_links: bool = True) -> list[dict[str, Any]]:
-    """Each post as the templates show it: author, time, tags, reply count, and the
+    """Each post as the templates show it: author, time, tags, reply count, likes, and the
     reader's own reply link (unless ``reply_links`` is off: Atom has none). A handful of
     queries for the whole page."""
     if not posts:
@@ -154,6 +155,7 @@ def post_views(session: Session, settings: Settings, reader: User, posts: Sequen
     if missing_roots:
         roots.update({p.id: p for p in session.exec(select(Post).where(col(Post.id).in_(missing_roots)))})
     counts = reply_counts(session, posts)  # a root: its thread's replies; a reply: its answers
+    likes = like_counts(session, ids)
     tokens = reader_tokens(session, reader, ids) if reply_links else {}
     zone = ZoneInfo(reader.timezone or settings.digest.default_timezone)
     views = []
@@ -170,7 +172,7 @@ def post_views(session: Session, settings: Settings, reader: User, posts: Sequen
             "author_handle": author.handle, "created_iso": iso(created), "created": local_time(created, zone),
             "tags": tags.get(post.id, []),  # type: ignore[arg-type]
             "reply_count": counts.get(post.id, 0),  # type: ignore[arg-type]
-            "reply_url": reply_url, "likes": None,
+            "reply_url": reply_url, "likes": likes.get(post.id, 0),  # type: ignore[arg-type]
             "thread_subject": first_line(root.body if root is not None else post.body),
         })
     return views

@@ -141,8 +141,9 @@ def test_pages_show_author_time_tags_replies_and_the_readers_own_reply_link(web)
     code, _ = web.send(f"From: carol@corp.example\r\nTo: {address}\r\nSubject: Re: x\r\nMessage-ID: <c1@corp.example>"
                        "\r\n\r\nAgreed\r\n", mail_from="carol@corp.example", to=address)
     assert code == 250
+    web.reply(root, "+1", sender="Alice Anders <alice@corp.example>")  # a like, not a post
     thread = client.get(f"/posts/{root.id}").text
-    assert "Nice work" in thread and "Agreed" in thread and "2 replies" in thread
+    assert "Nice work" in thread and "Agreed" in thread and "2 replies" in thread and "1 like<" in thread
     shown = '<div class="body">Shipped the export'
     assert shown in client.get("/tags/billing").text
     assert shown in client.get("/people/alice@corp.example").text

@@ -6,15 +6,15 @@ index on to_tsvector('simple', body); 'simple' because staff write in several la
 and a stemmer for one would mangle the others. Neither is in models.py: see
 store/search.py NOT_IN_MODELS.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-04
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0004'
-down_revision = '0003'
+revision = '0005'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
