@@ -26,7 +26,7 @@ from statusmail.outbound.notify import first_line
 from statusmail.outbound.tokens import new_tokens
 from statusmail.store.likes import like_counts
 from statusmail.store.models import Post, PostTag, ReplyToken, User, utcnow
-from statusmail.store.posts import iso, reply_counts
+from statusmail.store.posts import iso
 from statusmail.store.search import search_posts, words
 
 PAGE = 20
@@ -125,6 +125,25 @@ def reader_tokens(session: Session, reader: User, post_ids: Sequence[int]) -> di
             for post_id, token in zip(missing, new_tokens(len(missing)))])
         known = dict(session.exec(query).all())
     return known
+
+
+def reply_counts(session: Session, posts: Sequence[Post]) -> dict[int, int]:
+    """Visible replies: for a root, every reply in its thread; for a reply, its direct
+    answers. Counted from the threads' rows (ix_posts_thread_created), not by parent_id,
+    which has no index: ingest pays for every index on posts (revision 0003)."""
+    threads = sorted({p.thread_id for p in posts if p.thread_id is not None})
+    if not threads:
+        return {}
+    counts: dict[int, int] = {}
+    rows = session.exec(select(Post.id, Post.thread_id, Post.parent_id).where(
+        col(Post.thread_id).in_(threads), Post.status == "visible"))
+    for post_id, thread_id, parent_id in rows:
+        if post_id == thread_id or thread_id is None:
+            continue
+        counts[thread_id] = counts.get(thread_id, 0) + 1
+        if parent_id is not None and parent_id != thread_id:
+            counts[parent_id] = counts.get(parent_id, 0) + 1
+    return counts
 
 
 def local_time(moment: datetime, zone: ZoneInfo) -> str:
