@@ -10,9 +10,8 @@ which ignores operators. Results are newest first, visible posts in visible thre
 from __future__ import annotations
 
 import re
-from datetime import datetime
 
-from sqlalchemy import and_, or_, text
+from sqlalchemy import and_, column, table, text
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
@@ -35,27 +34,34 @@ def words(query: str) -> list[str]:
     return WORD.findall(query.lower())[:MAX_WORDS]
 
 
-def search_posts(session: Session, query: str, *, limit: int = 20,
-                 before: tuple[datetime, int] | None = None) -> list[Post]:
-    """Visible posts (in visible threads) containing every word of ``query``, newest first;
-    ``before`` = (created_at, id) of the last post of the previous page."""
+def search_posts(session: Session, query: str, *, limit: int = 20, before: int | None = None) -> list[Post]:
+    """Visible posts (in visible threads) containing every word of ``query``, newest first
+    by id (ids are given out in the order posts are stored); ``before``: the id of the last
+    post of the previous page.
+
+    On SQLite the FTS5 table drives the query in descending rowid order, which FTS5 walks
+    natively, so a page of a common word stops after its first matches instead of
+    collecting every match and sorting them (bench/web.py: 24 -> 3 ms at 100,000 posts)."""
     terms = words(query)
     if not terms:
         return []
     root = aliased(Post)
-    statement = select(Post).join(root, col(root.id) == col(Post.thread_id)).where(
-        Post.status == "visible", root.status == "visible")
+    visible = and_(col(Post.status) == "visible", col(root.status) == "visible")
     if session.get_bind().dialect.name == "sqlite":
         match = " ".join('"' + term.replace('"', '""') + '"' for term in terms)
-        statement = statement.where(col(Post.id).in_(
-            select(text("rowid")).select_from(text("posts_fts")).where(text("posts_fts MATCH :match"))
-        )).params(match=match)
+        fts = table("posts_fts", column("rowid"))
+        rowid = fts.c.rowid
+        statement = (select(Post).select_from(fts)
+                     .join(Post, col(Post.id) == rowid).join(root, col(root.id) == col(Post.thread_id))
+                     .where(text("posts_fts MATCH :match"), visible).params(match=match))
+        if before is not None:
+            statement = statement.where(rowid < before)
+        statement = statement.order_by(rowid.desc())
     else:
-        statement = statement.where(text("to_tsvector('simple', posts.body) @@ plainto_tsquery('simple', :match)")
-                                    ).params(match=" ".join(terms))
-    if before is not None:
-        moment, post_id = before
-        statement = statement.where(or_(col(Post.created_at) < moment,
-                                        and_(col(Post.created_at) == moment, col(Post.id) < post_id)))
-    statement = statement.order_by(col(Post.created_at).desc(), col(Post.id).desc()).limit(limit)
-    return list(session.exec(statement))
+        statement = (select(Post).join(root, col(root.id) == col(Post.thread_id)).where(
+            text("to_tsvector('simple', posts.body) @@ plainto_tsquery('simple', :match)"), visible)
+            .params(match=" ".join(terms)))
+        if before is not None:
+            statement = statement.where(col(Post.id) < before)
+        statement = statement.order_by(col(Post.id).desc())
+    return list(session.exec(statement.limit(limit)))

@@ -88,7 +88,7 @@ def search_words(query: str) -> list[str]:
 
 
 def search(session: Session, query: str, before: int | None = None, limit: int = PAGE) -> Page:
-    rows = search_posts(session, query, limit=limit + 1, before=cursor(session, before))
+    rows = search_posts(session, query, limit=limit + 1, before=before)
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(rows, rows[-1].id if more and rows else None)

@@ -171,6 +171,13 @@ def test_search_finds_every_word_and_takes_any_input(web):
     page = client.get("/search", params={"q": "export billing"}).text
     assert "Billing export shipped" in page and "wiki" not in page
     assert "wiki" in client.get("/search", params={"q": "EXPORT"}).text
+    for n in range(22):
+        web.post(f"Release note {n:02d} for the export")
+    first = client.get("/search", params={"q": "export release"}).text
+    assert re.findall(r"Release note (\d\d)", first) == [f"{n:02d}" for n in range(21, 1, -1)]
+    [older] = re.findall(r'<a rel="next" href="([^"]+)"', first)
+    second = client.get(older.replace("&amp;", "&")).text
+    assert re.findall(r"Release note (\d\d)", second) == ["01", "00"] and 'rel="next"' not in second
     for hostile in ('"', "export*", "NEAR(a b)", "a OR", "'; drop table posts; --", "\u202e", "x" * 500):
         answer = client.get("/search", params={"q": hostile})
         assert answer.status_code == 200, hostile
