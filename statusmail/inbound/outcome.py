@@ -49,6 +49,7 @@ class Reason(enum.StrEnum):
     LINE_TOO_LONG = "line longer than 1000 octets"
     UNPARSEABLE = "message cannot be parsed"
     EMPTY = "no text"
+    NOTHING_NEW = "no new text after trimming"  # quotes and signatures only: the sender is told
     RATE_LIMITED = "too many posts this hour"
     STORE_UNAVAILABLE = "database unavailable"
     INTERNAL_ERROR = "internal error"
@@ -104,6 +105,7 @@ OK_HELD = "250 2.0.0 OK: held for moderation"
 OK_COMMANDS = "250 2.0.0 OK: commands answered by mail"
 OK_KEYWORD = "250 2.0.0 OK: done, not posted; confirmed by mail"
 OK_LIKED = "250 2.0.0 OK: like recorded, not posted"
+OK_NOTHING_NEW = "250 2.0.0 OK: not posted, no new text; the sender was told by mail"
 OK_DUPLICATE = "250 2.0.0 OK: already received"
 OK_NOTED = "250 2.0.0 OK"
 OK_TOO_LONG = "250 2.0.0 OK: not posted, too long; the sender was told by mail"
@@ -147,6 +149,7 @@ DISPOSITIONS: dict[Reason, Disposition] = {
     Reason.LINE_TOO_LONG: refused(REFUSED_LINE_TOO_LONG),
     Reason.UNPARSEABLE: refused(REFUSED_UNPARSEABLE),
     Reason.EMPTY: refused(REFUSED_EMPTY),
+    Reason.NOTHING_NEW: accepted(OK_NOTHING_NEW, answered=True),
     Reason.RATE_LIMITED: deferred(DEFERRED_RATE),
     Reason.STORE_UNAVAILABLE: deferred(DEFERRED_STORE),
     Reason.INTERNAL_ERROR: deferred(DEFERRED_ERROR),

@@ -20,7 +20,7 @@ MAX_ATTRIBUTION_CHARS = 400
 FROM_LABELS = frozenset({
     "from", "von", "de", "van", "od", "fra", "från", "lähettäjä", "da", "от",
     "message du", "expéditeur", "remitente", "mittente", "afzender", "nadawca",
-    "avsändare", "差出人", "发件人", "寄件者",
+    "avsändare", "差出人", "发件人", "寄件者", "від", "보낸 사람",
 })
 OTHER_LABELS = frozenset({
     "sent", "date", "to", "subject", "cc", "bcc", "reply-to", "on behalf of",
@@ -35,6 +35,8 @@ OTHER_LABELS = frozenset({
     "skickat", "till", "ämne", "kopia",                            # Swedish
     "lähetetty", "päivämäärä", "vastaanottaja", "aihe", "kopio",   # Finnish
     "отправлено", "дата", "кому", "тема", "копия",                 # Russian
+    "надіслано", "копія",                                          # Ukrainian
+    "받는 사람", "보낸 날짜", "제목",                                # Korean
     "送信日時", "宛先", "件名", "发送时间", "收件人", "主题", "日期",
 })
 
@@ -67,15 +69,19 @@ FORWARD_INTRO_LINES = frozenset({
 _ATTRIBUTION_VERBS = re.compile(
     r"(?<!\w)(?:wrote|writes|schrieb|a écrit|escribió|ha scritto|escreveu|"
     r"schreef|het volgende geschreven|napisał|napisała|napsal|skrev|kirjoitti|írta|"
-    r"написал|написала|yazdı)(?!\w)",
+    r"написал|написала|пишет|пише|написав|написала|a scris|έγραψε|đã viết|menulis|เขียนว่า|"
+    r"yazdı)(?!\w)",
     re.IGNORECASE,
 )
-_CJK_ATTRIBUTION = ("写道", "のメッセージ", "書きました", "寫道")
+_CJK_ATTRIBUTION = ("写道", "のメッセージ", "書きました", "寫道", "작성")
 # Words that open a wrapped attribution, so a join of lines can start there.
 ATTRIBUTION_OPENERS = (
     "on ", "am ", "le ", "el ", "il ", "in data ", "em ", "op ", "den ",
     "w dniu ", "dnia ", "pe ", "ma ", "ti ", "ke ", "to ", "la ", "su ",
+    "pada ", "vào ", "στις ", "เมื่อ ", "в ", "у ",
 )
+# Gmail in German, Turkish, Hungarian … names the sender first: "Alice <a@b> schrieb am …".
+_SENDER = re.compile(r"[<(\[]?[^\s<>()@]{1,64}@[^\s<>()@]{1,255}[>)\]]?")
 _DATE_OR_TIME = re.compile(r"\d{1,2}[:.h]\d{2}|(?<!\d)(?:19|20)\d{2}(?!\d)|\d日")
 
 # Device and app signatures that end the new text wherever they appear.
@@ -180,6 +186,13 @@ def opens_attribution(line: str) -> bool:
     return strip_decoration(line).lower().startswith(ATTRIBUTION_OPENERS)
 
 
+def names_sender_first(line: str) -> bool:
+    """Whether the line opens with a name and an address, as some Gmail forms do."""
+    head = strip_decoration(line)[:160]
+    match = _SENDER.search(head)
+    return match is not None and len(head[:match.start()].split()) <= 5
+
+
 def starts_with_date(line: str) -> bool:
     """Whether a date or time sits near the start of the line."""
     return bool(_DATE_OR_TIME.search(strip_decoration(line)[:25]))
@@ -227,3 +240,51 @@ def is_external_banner(line: str) -> bool:
 def is_mailing_list_footer_start(line: str) -> bool:
     """Mailman footers read "<list> mailing list" under a rule."""
     return line.strip().lower().endswith("mailing list")
+
+
+# Contact-card signatures without a "-- " line (trimming.drop_contact_block).
+MAX_CONTACT_LINES = 8
+_PHONE = re.compile(
+    r"^(?:(?:tel|phone|mobile|mob|cell|fax|direct|office|telefon|tél|tel\.|móvil|handy|m|t|p|f|d|o|w)\b\.?\s*[:.]?\s*)?"
+    r"\+?\(?\d[\d\s().\-/]{6,}\d$", re.IGNORECASE)
+_LINK = re.compile(r"^(?:https?://|www\.)\S+$|^\S+@\S+\.\w+$", re.IGNORECASE)
+SIGN_OFFS = frozenset({
+    "best", "best regards", "regards", "kind regards", "warm regards", "thanks", "thank you", "cheers",
+    "many thanks", "best wishes", "sincerely", "mit freundlichen grüßen", "viele grüße", "beste grüße",
+    "liebe grüße", "grüße", "gruß", "cordialement", "bien à vous", "saludos", "un saludo", "cordiali saluti",
+    "saluti", "met vriendelijke groet", "groeten", "med vänlig hälsning", "hälsningar", "med venlig hilsen",
+    "mvh", "pozdrawiam", "ystävällisin terveisin", "с уважением", "з повагою",
+})
+
+
+def is_sign_off(line: str) -> bool:
+    """"Best regards,", "Viele Grüße" …: a closing formula on a line of its own."""
+    return line.strip().rstrip(",.!").strip().lower() in SIGN_OFFS
+
+
+def is_name_line(line: str) -> bool:
+    """Two to four words, each capitalised, no sentence punctuation: a person's name."""
+    words = line.strip().split()
+    return 2 <= len(words) <= 4 and all(w[:1].isupper() and w.replace("-", "").replace(".", "").replace("'", "").isalpha()
+                                        for w in words) and not line.strip().endswith((".", ":", "?", "!"))
+
+
+def contact_kinds(line: str) -> list[str]:
+    """What contact data a line holds: "phone" (a number with its label), "link" (a bare
+    URL or address); parts split at " | " as Outlook cards write them."""
+    text = line.strip()
+    if not text or len(text) > 80:
+        return []
+    kinds = []
+    for part in re.split(r"\s[|·•]\s", text):
+        if _PHONE.match(part.strip()):
+            kinds.append("phone")
+        elif _LINK.match(part.strip()):
+            kinds.append("link")
+    return kinds
+
+
+def is_contact_card(lines: list[str]) -> bool:
+    """A phone number, or two links or addresses: contact data, not a post's link."""
+    kinds = [kind for line in lines for kind in contact_kinds(line)]
+    return "phone" in kinds or kinds.count("link") >= 2

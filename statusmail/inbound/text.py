@@ -56,8 +56,22 @@ def extract_text(mail: Incoming) -> None:
     body = extract_body(mail.message)
     mail.removed = body.removed
     mail.text = compose_text(mail.subject, body.text, is_reply=mail.parent is not None)
+    if not mail.text and body.removed.strip():
+        refuse_nothing_new(mail, body.removed)
     if not mail.text:
         raise Refused(Reason.EMPTY, "no text in the body and no meaningful subject")
+
+
+def refuse_nothing_new(mail: Incoming, removed: str) -> None:
+    """Everything was quote or signature: not posted, and the sender is told what was
+    taken out (SPEC §3), unless the sender may be forged."""
+    detail = f"no new text; {len(removed.splitlines())} line(s) of quotes and signatures removed"
+    if mail.unauthenticated or mail.user is None:
+        raise Discarded(Reason.NOTHING_NEW, detail + "; unauthenticated, not answered")
+    mail.changes.append(QueueNotice(mail.settings, mail.user, "nothing_new",
+                                    subject="Not posted: no new text in your mail",
+                                    context={"removed": removed[:2000]}, in_reply_to=mail.message_id))
+    raise Discarded(Reason.NOTHING_NEW, detail)
 
 
 def enforce_brevity(mail: Incoming) -> None:

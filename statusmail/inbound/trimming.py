@@ -38,6 +38,11 @@ MAX_ATTRIBUTION_LINES = 3
 WRAPPED_ADDRESS_TAILS = frozenset({">:", ">):", "> :", ">,"})
 
 _BLANK_RUNS = re.compile(r"\n{3,}")
+# Tracking marks mail extensions append (Mailtrack's U+1427 "ᐧ"), and zero-width
+# characters left alone on a line: invisible, never text. U+1427 inside Canadian
+# syllabics is a letter and stays.
+_TRACKING = re.compile(r"(?<![\u1400-\u167f])\u1427|^[\u200b\u200c\u200d\u2060\ufeff]+$", re.MULTILINE)
+INDENT = ("    ", "\t")  # an indented (Markdown) code block: never a quote
 
 
 @dataclass(frozen=True)
@@ -49,8 +54,10 @@ class Trimmed:
 def trim_reply(text: str) -> Trimmed:
     """Split ``text`` into the sender's new text and what was cut from it."""
     text = text[:MAX_CHARS].replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    text = _TRACKING.sub("", text)
     lines = text.split("\n")
     quoted, code = classify_lines(lines)
+    mark_pipe_quotes(lines, quoted, code)
     keep = [True] * len(lines)
 
     start = skip_preamble(lines, keep)
@@ -65,7 +72,10 @@ def trim_reply(text: str) -> Trimmed:
     for i in range(cut, len(lines)):
         keep[i] = False
     drop_trailing_rules(lines, keep)
+    drop_contact_block(lines, keep)
 
+    if not any(k and line.strip() for line, k in zip(lines, keep)):
+        keep_unquoted_text(lines, quoted, code, keep)
     kept = "\n".join(line for line, k in zip(lines, keep) if k)
     removed = "\n".join(line for line, k in zip(lines, keep) if not k)
     return Trimmed(text=_BLANK_RUNS.sub("\n\n", kept).strip("\n").rstrip(),
@@ -84,9 +94,26 @@ def classify_lines(lines: list[str]) -> tuple[list[bool], list[bool]]:
             in_fence = not in_fence
         stripped = line.strip()
         # ">:" alone is the tail of a wrapped "… <a@b\n>:" attribution, not a quote.
-        quoted.append(not code[-1] and stripped.startswith(">")
+        # An indented ">" is a shell prompt or a code block's comparison, never a quote.
+        quoted.append(not code[-1] and stripped.startswith(">") and not line.startswith(INDENT)
                       and stripped not in WRAPPED_ADDRESS_TAILS)
     return quoted, code
+
+
+def mark_pipe_quotes(lines: list[str], quoted: list[bool], code: list[bool]) -> None:
+    """``|``-prefixed lines are a quote once a ``|`` run has opened right under an
+    attribution (some clients and list archives quote that way), also further down
+    between inline answers; otherwise a ``|`` line is a table and stays."""
+    piped = False
+    for i, line in enumerate(lines):
+        if quoted[i] or code[i] or not line.lstrip().startswith("|"):
+            continue
+        if not piped:
+            before = i - 1
+            while before >= 0 and not lines[before].strip():
+                before -= 1
+            piped = before >= 0 and attribution_span(lines, quoted, code, before) is not None
+        quoted[i] = piped
 
 
 def skip_preamble(lines: list[str], keep: list[bool]) -> int:
@@ -177,11 +204,12 @@ def attribution_span(lines: list[str], quoted: list[bool], code: list[bool],
                 or len(lines[begin]) > 300:
             break
         window = lines[begin:end + 1]
-        if size > 1 and not (qp.opens_attribution(window[0]) or qp.starts_with_date(window[0])):
+        if size > 1 and not (qp.opens_attribution(window[0]) or qp.starts_with_date(window[0])
+                             or qp.names_sender_first(window[0])):
             continue
         if qp.is_attribution(join_wrapped(window)):
             matches.append(begin)
-    for preferred in (qp.opens_attribution, qp.starts_with_date):
+    for preferred in (qp.opens_attribution, qp.starts_with_date, qp.names_sender_first):
         for begin in matches:
             if preferred(lines[begin]):
                 return begin, end
@@ -262,6 +290,49 @@ def drop_trailing_rules(lines: list[str], keep: list[bool]) -> None:
         if lines[i].strip() and not qp.is_rule_line(lines[i]):
             return
         keep[i] = False
+
+
+def keep_unquoted_text(lines: list[str], quoted: list[bool], code: list[bool], keep: list[bool]) -> None:
+    """The cut left nothing: keep the lines that are no quote and no mail furniture
+    (attributions, header blocks, separators, device lines, rules), so a message that
+    had text of its own is never dropped whole. One that is only furniture stays empty."""
+    furniture = [False] * len(lines)
+    for i, line in enumerate(lines):
+        if (span := attribution_span(lines, quoted, code, i)) is not None:
+            for j in range(span[0], i + 1):
+                furniture[j] = True
+        if (qp.header_label(line) is not None or qp.is_separator_line(line) or qp.is_rule_line(line)
+                or qp.is_signature_delimiter(line) or qp.is_strong_device_signature(line)
+                or qp.is_weak_device_signature(line) or qp.is_external_banner(line)):
+            furniture[i] = True
+    for i, line in enumerate(lines):
+        keep[i] = bool(line.strip()) and not quoted[i] and not furniture[i]
+
+
+def drop_contact_block(lines: list[str], keep: list[bool]) -> None:
+    """Cut a closing block that is a contact card: a name line, then titles, company,
+    phone numbers, addresses, links (Outlook signatures carry no ``-- ``). Only a block
+    after a blank line, with a name on its first line (after an optional sign-off) and
+    a phone number or a link in it, so a sentence or a sign-off alone is never cut."""
+    kept = [i for i, k in enumerate(keep) if k]
+    if not kept:
+        return
+    end = kept[-1]
+    begin = end
+    while begin > 0 and keep[begin - 1] and lines[begin - 1].strip():
+        begin -= 1
+    if begin == 0 or not any(keep[j] and lines[j].strip() for j in range(begin)):
+        return  # the block is the whole text: never drop a whole message
+    block = lines[begin:end + 1]
+    if not 2 <= len(block) <= qp.MAX_CONTACT_LINES or any(len(line.strip()) > 80 for line in block):
+        return
+    first = 1 if qp.is_sign_off(block[0]) else 0
+    if first >= len(block) - 1 or not qp.is_name_line(block[first]):
+        return
+    if not qp.is_contact_card(block[first + 1:]):
+        return
+    for j in range(begin + first, end + 1):
+        keep[j] = False
 
 
 def _only_history_follows(lines: list[str], quoted: list[bool], code: list[bool],

@@ -13,8 +13,14 @@ written (by reading each fixture, not by running the trimmer):
   the quotes (tricky_18, crisp email_2, mpr email_1_8);
 * a header block on the first line is this message's own header: its body
   is the text (mpr email_pl_1_*); a message that is only attributions has no
-  new text (mpr multiline_on);
-* fixtures with template placeholders ([DATE], [FROM]) are read as they are.
+  new text, but trimming never drops a whole message: when the cut leaves
+  nothing, the unquoted lines that are no attribution or client furniture are
+  the text (mpr multiline_on: "asd", "On this day");
+* fixtures with template placeholders ([DATE], [FROM]) are read as they are;
+* a closing contact card without "-- " (a name line, then a phone number or two
+  links/addresses, after a blank line) is a signature and goes; a sign-off line
+  above it ("Mvh,", "Best regards,") is what the sender typed and stays
+  (mpr email_sv_anon_1).
 Compared after ``normalise`` (whitespace and blank lines collapsed).
 """
 
@@ -261,3 +267,112 @@ def test_trim_reply_caps_huge_input():
     huge = ("On " + "1" * 1000 + " wrote:\n> " + "x" * 5000 + "\n") * 200
     trimmed = trim_reply(huge)
     assert len(trimmed.text) + len(trimmed.removed) <= MAX_CHARS + 1000
+
+
+# --- forms of #17: each its own case -------------------------------------------
+
+@pytest.mark.parametrize("attribution", [
+    # Gmail, English, with an ISO date and a GMT offset, wrapped before "wrote:"
+    "On 2026-11-26 09:14 GMT+01:00, Alice Anders <alice@corp.example>\nwrote:",
+    "On Thu, 26 Nov 2026 at 09:14 GMT+1, Alice Anders <\nalice@corp.example> wrote:",
+    # Gmail, German, sender first, wrapped inside the time
+    "Alice Anders <alice@corp.example> schrieb am Do., 26. Nov. 2026 um\n09:14 Uhr:",
+    "Alice Anders <alice@corp.example> schrieb am Do., 26. Nov. 2026,\n09:14:",
+    # Gmail, Ukrainian and Russian
+    "чт, 26 лист. 2026 р. о 09:14 Alice Anders <alice@corp.example> пише:",
+    "чт, 26 лист. 2026 р. о 09:14 Alice Anders <\nalice@corp.example> пише:",
+    "чт, 26 нояб. 2026 г. в 09:14, Alice Anders <alice@corp.example>\nнаписал:",
+    "26.11.2026 09:14, Алиса пишет:",
+    # Gmail in other languages of Europe and Asia
+    "Alice Anders <alice@corp.example>, 26 Kas 2026 Per, 09:14 tarihinde şunu\nyazdı:",
+    "Alice Anders <alice@corp.example> ezt írta (időpont: 2026. nov. 26.,\nCs, 9:14):",
+    "Pe joi, 26 nov. 2026 la 09:14, Alice Anders <alice@corp.example> a\nscris:",
+    "Στις Πέμ 26 Νοε 2026 στις 9:14 π.μ., ο/η Alice Anders <alice@corp.example>\nέγραψε:",
+    "Vào Th 5, 26 thg 11, 2026 vào lúc 09:14 Alice Anders <alice@corp.example>\nđã viết:",
+    "Pada tanggal Kam, 26 Nov 2026 pukul 09.14 Alice Anders <\nalice@corp.example> menulis:",
+    "เมื่อ พฤ. 26 พ.ย. 2026 เวลา 9:14 Alice Anders <alice@corp.example>\nเขียนว่า:",
+    "2026년 11월 26일 (목) 오전 9:14, Alice Anders <alice@corp.example>님이 작성:",
+    "čt 26. 11. 2026 v 9:14 odesílatel Alice Anders <alice@corp.example>\nnapsal:",
+    "czw., 26 lis 2026 o 09:14 Alice Anders <alice@corp.example>\nnapisał(a):",
+    "Le jeu. 26 nov. 2026 à 09:14, Alice Anders <alice@corp.example> a\nécrit :",
+])
+def test_wrapped_and_translated_attribution_and_its_quote_are_cut(attribution):
+    trimmed = trim_reply(f"{NEW}\n\n{attribution}\n\n> Older text.\n")
+    assert trimmed.text == NEW
+    assert "> Older text." in trimmed.removed and attribution.split("\n")[0] in trimmed.removed
+
+
+def test_ukrainian_outlook_header_block_is_cut():
+    body = f"{NEW}\n\nВід: Alice <alice@corp.example>\nНадіслано: 26 листопада 2026 р. 9:14\nКому: Team\nТема: Build\n\nold"
+    assert new_text(body) == NEW
+
+
+def test_attribution_followed_by_a_pipe_quote_is_cut():
+    body = f"{NEW}\n\nOn Thu, Nov 26, 2026 at 9:14 AM Alice <alice@corp.example> wrote:\n| Older text.\n| More.\n"
+    assert new_text(body) == NEW
+
+
+def test_inline_answers_under_a_pipe_quote_are_kept():
+    body = ("On Thu, Nov 26, 2026 at 9:14 AM Alice <alice@corp.example> wrote:\n| Is it done?\n\nYes.\n\n"
+            "| And the docs?\n\nTomorrow.\n")
+    assert new_text(body) == "Yes.\n\nTomorrow."
+
+
+def test_a_markdown_table_is_not_a_quote():
+    body = "Numbers:\n\n| region | p99 |\n| eu | 120 ms |"
+    assert new_text(body) == body
+
+
+@pytest.mark.parametrize("body", [f"{NEW}\u1427", f"{NEW}\n\n\u1427", f"{NEW}\n\u200b\n"])
+def test_invisible_tracking_characters_are_removed(body):
+    assert new_text(body) == NEW
+
+
+def test_canadian_syllabics_keep_their_final_middle_dot():
+    assert new_text("ᐊᐧ ᑲᐧ") == "ᐊᐧ ᑲᐧ"
+
+
+def test_an_indented_code_block_with_prompts_is_not_a_quote():
+    body = "Run this:\n\n    > make test\n    > make run\n\nThanks"
+    assert new_text(body) == body
+
+
+def test_an_indented_code_block_with_a_comparison_is_kept_whole():
+    body = "Here is the fix:\n\n    if latency > 200:\n        > alert\n\nPlease review."
+    assert new_text(body) == body
+
+
+@pytest.mark.parametrize("card", [
+    "Alice Anders\nSenior Engineer | Payments\nCorp Example GmbH\nPhone: +49 30 1234567",
+    "Alice Anders\nSenior Engineer\nM: +1 555 123 4567\nwww.corp.example",
+    "Alice Anders\nHead of Ops\nalice@corp.example | https://corp.example",
+    "Alice Anders\nT +49 (30) 123-4567 | F +49 (30) 123-4568",
+])
+def test_a_contact_card_without_dash_dash_is_a_signature(card):
+    trimmed = trim_reply(f"{NEW}\n\n{card}\n")
+    assert trimmed.text == NEW and card.split("\n")[-1] in trimmed.removed
+
+
+def test_a_sign_off_above_a_contact_card_stays():
+    assert new_text(f"{NEW}\n\nBest regards,\nAlice Anders\nM: +1 555 123 4567") == f"{NEW}\n\nBest regards,"
+
+
+@pytest.mark.parametrize("body", [
+    f"{NEW}\n\nGrafana Dashboard\nhttps://grafana.corp.example/d/42",  # one link: a post's link
+    f"{NEW}\n\nCall me at +49 30 1234567 if it breaks.",
+    f"{NEW}\n\nThanks,\nAlex",
+    "Alice Anders\n+49 30 1234567",  # the whole text: never dropped
+])
+def test_closing_lines_that_are_not_a_contact_card_stay(body):
+    assert new_text(body) == body
+
+
+def test_a_cut_that_would_leave_nothing_keeps_the_unquoted_text():
+    body = "On Mon, Nov 23, 2026 at 9:00 AM Bob <bob@corp.example> wrote:\n\nThe numbers are in.\n"
+    assert new_text(body) == "The numbers are in."
+
+
+def test_a_message_of_only_quotes_and_furniture_has_no_text():
+    body = "On Mon, Nov 23, 2026 at 9:00 AM Bob <bob@corp.example> wrote:\n> Old.\n\nSent from my iPhone\n"
+    trimmed = trim_reply(body)
+    assert trimmed.text == "" and "> Old." in trimmed.removed
