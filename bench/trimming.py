@@ -29,14 +29,14 @@ def main() -> int:
     if not corpora_present():
         print(f"no corpora at {CORPORA}; nothing to measure")
         return 1
-    print(f"{'corpus':<20} {'N':>4} {'correct':>8} {'%':>7}")
+    print(f"{'corpus':<26} {'N':>4} {'correct':>8} {'%':>7}")
     misses = []
     for corpus in CORPUS_LOADERS:
         cases = load_cases(corpus)
         wrong = [case for case in cases if not is_correct(case)]
         right = len(cases) - len(wrong)
         share = 100.0 * right / len(cases) if cases else 0.0
-        print(f"{corpus:<20} {len(cases):>4} {right:>8} {share:>6.1f}%")
+        print(f"{corpus:<26} {len(cases):>4} {right:>8} {share:>6.1f}%")
         misses.extend(wrong)
     for case in misses:
         print(f"\nMISS {case.id}" + (f" (known: {KNOWN_MISSES[case.id]})"

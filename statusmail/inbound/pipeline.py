@@ -29,7 +29,7 @@ from sqlmodel import Session
 
 from statusmail.config import Settings
 from statusmail.errors import StoreUnavailable
-from statusmail.inbound import commands, keywords, loops, parse, publish, senders, text, threads
+from statusmail.inbound import commands, keywords, loops, parse, publish, senders, signatures, text, threads
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.outcome import Held, Outcome, PipelineStop, Reason
@@ -81,6 +81,7 @@ PUBLISH: tuple[Stage, ...] = SENDER + (
     senders.limit_rate,
     text.extract_text,
     keywords.act_on_keyword,
+    signatures.cut_learned_signature,
     text.enforce_brevity,
     text.find_tags_and_mentions,
     publish.collect_holds,

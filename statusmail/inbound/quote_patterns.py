@@ -10,6 +10,7 @@ rejected before any regex runs.
 
 from __future__ import annotations
 
+import quopri
 import re
 
 MAX_ATTRIBUTION_CHARS = 400
@@ -113,6 +114,7 @@ GREETING_WORDS = frozenset({
     "hola", "ciao", "buongiorno", "moin", "servus", "ok", "okay", "thanks", "yes",
 })
 
+_QP_ESCAPE = re.compile(r"=[0-9A-F]{2}")
 _URL_TAIL = re.compile(r"\s*[<(]\s*(?:https?|mailto):[^\s>)]{0,500}[>)]\s*$")
 
 
@@ -165,6 +167,9 @@ def is_attribution(candidate: str) -> bool:
     text = strip_decoration(candidate)
     if len(text) < 8 or len(text) > MAX_ATTRIBUTION_CHARS:
         return False
+    if _QP_ESCAPE.search(text):
+        # Text whose quoted-printable was never undone ("a =C3=A9crit"): read it decoded.
+        text = quopri.decodestring(text.encode("utf-8", "surrogateescape")).decode("utf-8", "replace")
     has_colon = text.endswith((":", "："))
     body = text.rstrip(":：").rstrip()
     has_digit_or_address = "@" in text or any(c.isdigit() for c in text)

@@ -86,6 +86,7 @@ def classify_lines(lines: list[str]) -> tuple[list[bool], list[bool]]:
     """Mark ``>``-quoted lines and lines inside fenced code blocks."""
     quoted: list[bool] = []
     code: list[bool] = []
+    lines_seen: list[str] = []
     in_fence = False
     for line in lines:
         fence = line.lstrip().startswith("```")
@@ -95,8 +96,12 @@ def classify_lines(lines: list[str]) -> tuple[list[bool], list[bool]]:
         stripped = line.strip()
         # ">:" alone is the tail of a wrapped "… <a@b\n>:" attribution, not a quote.
         # An indented ">" is a shell prompt or a code block's comparison, never a quote.
+        # Nor is the rest of a line whose quoted-printable soft break ("…example.com=")
+        # was never undone: "> a =C3=A9crit :" continues an attribution.
+        soft_break = bool(quoted) and not quoted[-1] and lines_seen[-1].rstrip().endswith("=")
         quoted.append(not code[-1] and stripped.startswith(">") and not line.startswith(INDENT)
-                      and stripped not in WRAPPED_ADDRESS_TAILS)
+                      and stripped not in WRAPPED_ADDRESS_TAILS and not soft_break)
+        lines_seen.append(line)
     return quoted, code
 
 

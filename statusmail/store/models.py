@@ -237,3 +237,14 @@ class SignInRequest(SQLModel, table=True):
     at: datetime = Field(default_factory=utcnow, index=True)
     email: str = Field(default="", index=True, max_length=320)
     client: str = Field(default="", index=True, max_length=64)
+
+
+class Closing(SQLModel, table=True):
+    """How many of a sender's mails ended with one closing block (a hash of its words):
+    a block that ended enough earlier mails is that sender's signature (inbound/signatures.py)."""
+
+    __tablename__ = "closings"
+    user_id: int = Field(foreign_key="users.id", primary_key=True)
+    digest: str = Field(primary_key=True, max_length=64)
+    seen: int = 0
+    last_seen: datetime = Field(default_factory=utcnow)

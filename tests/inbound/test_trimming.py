@@ -58,6 +58,11 @@ def test_mail_parser_reply_keeps_exactly_the_new_text(case):
     assert normalise(new_text_of(case)) == normalise(case.expected)
 
 
+@pytest.mark.parametrize("case", corpus_params("github-email-reply-parser"))
+def test_github_email_reply_parser_keeps_exactly_the_new_text(case):
+    assert normalise(new_text_of(case)) == normalise(case.expected)
+
+
 # --- Outlook header blocks and separators ------------------------------------
 
 @pytest.mark.parametrize("block", [
