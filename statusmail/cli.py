@@ -584,6 +584,7 @@ def load_extensions() -> None:
     """Command groups that live in their own modules register themselves on ``main``."""
     from statusmail import (
         cli_admin,  # noqa: F401
+        cli_checkins,  # noqa: F401
         cli_digest,  # noqa: F401
     )
 

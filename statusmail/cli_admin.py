@@ -69,6 +69,8 @@ def plural(count: int, word: str) -> str:
 @click.option("--role", type=click.Choice(ROLES), help="New role, e.g. --role admin")
 @click.option("--digest", type=click.Choice(("daily", "weekly", "off")),
               help="How often the digest comes, e.g. --digest weekly")
+@click.option("--checkin", type=click.Choice(("on", "off")),
+              help="The daily check-in question (SPEC §7), e.g. --checkin off")
 @click.option("--timezone", "tz", metavar="ZONE", help="IANA zone for the digest hour, e.g. --timezone Asia/Tokyo")
 @click.option("--handle", metavar="HANDLE", help="The @handle others mention, e.g. --handle alice.a")
 @click.option("--name", metavar="NAME", help="Display name, e.g. --name 'Alice Anders'")
@@ -76,8 +78,8 @@ def plural(count: int, word: str) -> str:
               help="Lift a bounce suspension and count hard bounces from zero, e.g. after a mailbox was fixed.")
 @actor_option
 @pass_app
-def users_set(app: App, email: str, role: str | None, digest: str | None, tz: str | None, handle: str | None,
-              name: str | None, reset_bounces: bool, actor: str | None) -> None:
+def users_set(app: App, email: str, role: str | None, digest: str | None, checkin: str | None, tz: str | None,
+              handle: str | None, name: str | None, reset_bounces: bool, actor: str | None) -> None:
     """Change a user's role, digest, timezone, handle or name."""
     from statusmail.config import is_timezone
     from statusmail.store.users import HANDLE_CHARS, find_user_by_handle
@@ -101,6 +103,8 @@ def users_set(app: App, email: str, role: str | None, digest: str | None, tz: st
         for field, value in (("role", role), ("digest", digest), ("timezone", tz), ("name", name)):
             if value is not None:
                 setattr(user, field, value)
+        if checkin is not None:
+            user.checkin = checkin == "on"
         session.add(user)
         if reset_bounces:
             moderation.reset_bounces(session, user, acting(actor))

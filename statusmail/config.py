@@ -111,6 +111,19 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class CheckinsSettings:
+    """SPEC §7: the daily question, the team round-up, the leader's week."""
+
+    enabled: bool = False
+    question: str = "What did you get done today?"
+    days: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri")
+    hour: int = 16
+    roundup_hour: int = 9
+    tag: str = "checkin"
+    leader_rollup: bool = True
+
+
+@dataclass(frozen=True)
 class Settings:
     gateway: GatewaySettings = GatewaySettings()
     smtp: SmtpSettings = SmtpSettings()
@@ -119,6 +132,7 @@ class Settings:
     policy: PolicySettings = PolicySettings()
     digest: DigestSettings = DigestSettings()
     web: WebSettings = WebSettings()
+    checkins: CheckinsSettings = CheckinsSettings()
     source: str = "built-in defaults"
 
     @property
@@ -147,8 +161,10 @@ SECTIONS: dict[str, type] = {
     "policy": PolicySettings,
     "digest": DigestSettings,
     "web": WebSettings,
+    "checkins": CheckinsSettings,
 }
 
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # checkins.days
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 FREQUENCIES = ("daily", "weekly", "off")
 SENDER_AUTH_MODES = ("network", "authres", "dkim")
@@ -307,6 +323,7 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"digest.weekly_day: expected a weekday name, got {settings.digest.weekly_day!r}")
     if not is_timezone(settings.digest.default_timezone):
         raise ConfigError(f"digest.default_timezone: unknown timezone {settings.digest.default_timezone!r}")
+    validate_checkins(settings.checkins)
     if settings.imap.enabled and not settings.imap.host:
         raise ConfigError("imap.host: required when imap.enabled = true")
     for key in ("processed_folder", "failed_folder"):
@@ -337,6 +354,22 @@ def validate_web(web: WebSettings) -> None:
             ipaddress.ip_network(network, strict=False)
         except ValueError:
             raise ConfigError(f"web.trusted_proxies: not a network: {network!r}") from None
+
+
+def validate_checkins(checkins: CheckinsSettings) -> None:
+    for day in checkins.days:
+        if day not in DAY_NAMES:
+            raise ConfigError(f"checkins.days: expected day names like {', '.join(DAY_NAMES)}, got {day!r}")
+    if not checkins.days:
+        raise ConfigError("checkins.days: needs at least one day")
+    for key in ("hour", "roundup_hour"):
+        value = getattr(checkins, key)
+        if not 0 <= value <= 23:
+            raise ConfigError(f"checkins.{key}: expected 0 to 23, got {value}")
+    if not re.fullmatch(r"\w{1,100}", checkins.tag):
+        raise ConfigError(f"checkins.tag: expected one word without '#', got {checkins.tag!r}")
+    if not checkins.question.strip():
+        raise ConfigError("checkins.question: must not be empty")
 
 
 def is_timezone(name: str) -> bool:

@@ -20,6 +20,7 @@ from statusmail.gateway.batcher import Batcher
 from statusmail.gateway.imap import ImapPoller
 from statusmail.gateway.smtp import StatusHandler, protocol_factory
 from statusmail.gateway.writer import WriterProcess
+from statusmail.outbound.checkins import CheckinScheduler
 from statusmail.outbound.digest import DigestScheduler
 from statusmail.outbound.outbox import OutboxWorker
 from statusmail.outbound.transport import Transport, make_transport
@@ -98,6 +99,8 @@ class Gateway:
             prune_periodically(self.engine, self.settings.gateway.keep_raw_days, self.stopping), name="retention"))
         self.digests = DigestScheduler(self.settings, self.engine, on_queued=self.worker.poke)
         self.tasks.append(asyncio.create_task(self.digests.run(), name="digests"))
+        self.checkins = CheckinScheduler(self.settings, self.engine, on_queued=self.worker.poke)
+        self.tasks.append(asyncio.create_task(self.checkins.run(), name="checkins"))
         # The poller shares the batcher, so IMAP mail is stored by the same writer process.
         self.poller = (ImapPoller(self.settings, self.engine, on_queued=self.worker.poke, batcher=self.batcher)
                        if self.settings.imap.enabled else None)
@@ -125,6 +128,7 @@ class Gateway:
             await asyncio.gather(self.imap_task, return_exceptions=True)
         await self.batcher.close()  # commits what is queued; its senders get their replies
         self.digests.stop()
+        self.checkins.stop()
         self.stopping.set()
         self.worker.stop()
         await asyncio.gather(*self.tasks, return_exceptions=True)

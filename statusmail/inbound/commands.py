@@ -43,7 +43,8 @@ following                what you follow
 digest daily|weekly|off  how often you get a digest
 timezone Europe/Berlin   your timezone, for the digest hour
 mute / unmute            (in a reply to a thread's mail) stop or resume mail about it
-unsubscribe              no more digests (replies and mentions still arrive)"""
+unsubscribe              no more digests (replies and mentions still arrive)
+checkin on|off           the daily check-in question and your team's round-up"""
 
 
 def command_lines(mail: Incoming) -> list[str]:
@@ -118,7 +119,7 @@ def follows_now(mail: Incoming, target: Target) -> bool:
     return is_following(mail.session, mail.user, target)
 
 
-def set_user(mail: Incoming, **values: str) -> None:
+def set_user(mail: Incoming, **values: object) -> None:
     assert mail.user is not None
     mail.changes.append(SetUserFields(mail.user, tuple(values.items())))
 
@@ -141,6 +142,14 @@ def do_timezone(mail: Incoming, args: str) -> str:
 def do_unsubscribe(mail: Incoming, args: str) -> str:
     set_user(mail, digest="off")
     return "unsubscribed: no more digests (replies and mentions still arrive; send 'digest daily' to resume)"
+
+
+def do_checkin(mail: Incoming, args: str) -> str:
+    choice = args.lower()
+    if choice not in ("on", "off"):
+        return "not done: checkin takes on or off"
+    set_user(mail, checkin=choice == "on")
+    return f"check-ins turned {choice}"
 
 
 def mute_command(muted: bool) -> Callable[[Incoming, str], str]:
@@ -167,10 +176,11 @@ COMMANDS: dict[str, Callable[[Incoming, str], str]] = {
     "digest": do_digest,
     "timezone": do_timezone,
     "unsubscribe": do_unsubscribe,
+    "checkin": do_checkin,
     "mute": mute_command(True),
     "unmute": mute_command(False),
 }
-NEEDS_ARGUMENT = {"follow", "unfollow", "digest", "timezone"}
+NEEDS_ARGUMENT = {"follow", "unfollow", "digest", "timezone", "checkin"}
 
 
 def answer_bulk_replies(mail: Incoming) -> None:

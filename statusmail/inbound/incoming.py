@@ -18,7 +18,7 @@ from statusmail.inbound.outcome import Outcome, Reason
 from statusmail.inbound.recipients import Kind
 from statusmail.outbound.notices import QueueNotice
 from statusmail.store.changes import Change
-from statusmail.store.models import Post, User, utcnow
+from statusmail.store.models import Checkin, Post, User, utcnow
 from statusmail.store.record import Decision, NewPost
 
 
@@ -43,6 +43,7 @@ class Incoming:
     new_user: bool = False
     unauthenticated: bool = False  # failed sender_auth but held, not refused (IMAP)
     parent: Post | None = None
+    question: Checkin | None = None  # the daily question this answers (inbound/checkins.py)
     text: str = ""  # the post's text
     removed: str = ""  # what trimming cut (quotes, signatures), kept for moderators
     tags: list[str] = field(default_factory=list)

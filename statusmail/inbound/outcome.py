@@ -34,6 +34,7 @@ class Reason(enum.StrEnum):
     HELD = "held for moderation"
     TOO_LONG = "too long"
     ROBOT = "automatic mail"
+    CHECKIN_SKIPPED = "check-in skipped"
     UNTRUSTED_PEER = "peer not in trusted_networks"
     TLS_REQUIRED = "STARTTLS required first"
     AUTH_REQUIRED = "SMTP AUTH required first"
@@ -108,6 +109,7 @@ OK_LIKED = "250 2.0.0 OK: like recorded, not posted"
 OK_NOTHING_NEW = "250 2.0.0 OK: not posted, no new text; the sender was told by mail"
 OK_DUPLICATE = "250 2.0.0 OK: already received"
 OK_NOTED = "250 2.0.0 OK"
+OK_SKIPPED = "250 2.0.0 OK: check-in skipped, nothing posted"
 OK_TOO_LONG = "250 2.0.0 OK: not posted, too long; the sender was told by mail"
 REFUSED_POLICY = "550 5.7.1"
 REFUSED_RECIPIENT = "550 5.1.1 No such recipient here"
@@ -133,6 +135,8 @@ DISPOSITIONS: dict[Reason, Disposition] = {
     Reason.TOO_LONG: accepted(OK_TOO_LONG, answered=True),
     # RFC 3834 §2: never answer automatic mail; accepting and dropping it answers no one.
     Reason.ROBOT: accepted(OK_NOTED),
+    # A reply "skip" to the daily question (SPEC §7): the day is recorded as skipped.
+    Reason.CHECKIN_SKIPPED: accepted(OK_SKIPPED),
     Reason.UNTRUSTED_PEER: refused(f"{REFUSED_POLICY} Not a trusted peer for this gateway"),
     Reason.TLS_REQUIRED: refused("530 5.7.0 Must issue a STARTTLS command first"),
     Reason.AUTH_REQUIRED: refused("530 5.7.0 Authentication required"),

@@ -29,7 +29,7 @@ from sqlmodel import Session
 
 from statusmail.config import Settings
 from statusmail.errors import StoreUnavailable
-from statusmail.inbound import commands, keywords, loops, parse, publish, senders, signatures, text, threads
+from statusmail.inbound import checkins, commands, keywords, loops, parse, publish, senders, signatures, text, threads
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.outcome import Held, Outcome, PipelineStop, Reason
@@ -77,13 +77,16 @@ SENDER: tuple[Stage, ...] = (
 # A post or a reply: the same stages; find_parent tells them apart (by token or headers).
 PUBLISH: tuple[Stage, ...] = SENDER + (
     commands.answer_bulk_replies,
+    checkins.find_question,
     threads.find_parent,
     senders.limit_rate,
     text.extract_text,
+    checkins.skip_or_answer,
     keywords.act_on_keyword,
     signatures.cut_learned_signature,
     text.enforce_brevity,
     text.find_tags_and_mentions,
+    checkins.tag_answer,
     publish.collect_holds,
     publish.decide_post,
 )

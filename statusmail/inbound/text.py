@@ -55,7 +55,7 @@ def extract_text(mail: Incoming) -> None:
     """Set the post's text from subject and body; refuse a message with neither."""
     body = extract_body(mail.message)
     mail.removed = body.removed
-    mail.text = compose_text(mail.subject, body.text, is_reply=mail.parent is not None)
+    mail.text = compose_text(mail.subject, body.text, is_reply=mail.parent is not None or mail.question is not None)
     if not mail.text and body.removed.strip():
         refuse_nothing_new(mail, body.removed)
     if not mail.text:

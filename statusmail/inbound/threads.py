@@ -29,6 +29,8 @@ def token_expired(token: ReplyToken, days: int) -> bool:
 
 def find_parent(mail: Incoming) -> None:
     """Set ``mail.parent`` from the token, or from the threading headers."""
+    if mail.question is not None:  # an answer to the daily question: checkins.find_question decided
+        return
     if mail.kind is Kind.REPLY:
         token = find_token(mail.session, mail.token)
         if token is None:

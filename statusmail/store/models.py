@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, Text, UniqueConstraint, true
 from sqlmodel import Field, SQLModel
 
 
@@ -27,6 +27,7 @@ class User(SQLModel, table=True):
     manager_email: str = ""
     timezone: str = ""  # empty: digest.default_timezone
     digest: str = ""  # daily | weekly | off; empty: digest.default_frequency
+    checkin: bool = Field(default=True, sa_column_kwargs={"server_default": true()})  # the daily question (SPEC §7)
     banned: bool = False
     ban_reason: str = ""
     hard_bounces: int = 0
@@ -248,3 +249,36 @@ class Closing(SQLModel, table=True):
     digest: str = Field(primary_key=True, max_length=64)
     seen: int = 0
     last_seen: datetime = Field(default_factory=utcnow)
+
+
+class Checkin(SQLModel, table=True):
+    """One daily question to one user (SPEC §7): the unique (user, day) makes a second
+    question for the same day impossible, and its token is the reply address that binds
+    the answer to that user and day."""
+
+    __tablename__ = "checkins"
+    __table_args__ = (UniqueConstraint("user_id", "day"),)
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id")
+    day: str = Field(max_length=10, index=True)  # the user's local date, 2026-11-26
+    token: str = Field(unique=True, max_length=64)
+    outbox_id: int | None = None
+    answer_post_id: int | None = Field(default=None, foreign_key="posts.id")  # the day's first answer
+    skipped: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class CheckinMail(SQLModel, table=True):
+    """One round-up (period: the answers' day) or leader's week (period: ISO week) per
+    reader: the unique key makes a second one impossible, as for digests."""
+
+    __tablename__ = "checkin_mails"
+    __table_args__ = (UniqueConstraint("user_id", "kind", "period"),)
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id")
+    kind: str = Field(max_length=16)  # roundup | rollup
+    period: str = Field(max_length=32)
+    covered_until: datetime
+    item_count: int = 0
+    outbox_id: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)

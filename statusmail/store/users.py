@@ -105,6 +105,7 @@ def user_json(user: User, settings: Settings) -> dict[str, Any]:
         "manager": user.manager_email or None,
         "timezone": user.timezone or settings.digest.default_timezone,
         "digest": user.digest or settings.digest.default_frequency,
+        "checkin": "on" if user.checkin else "off",
         "banned": user.banned,
         "ban_reason": user.ban_reason,
         "mail_suspended": user.mail_suspended,

@@ -59,7 +59,7 @@ def test_users_add_show_and_list(cli):
                "--timezone", "Asia/Tokyo").exit_code == 0
     shown = json.loads(cli("users", "show", "carol@corp.example", "--json").stdout)
     assert shown == {"email": "carol@corp.example", "name": "Carol", "handle": "carol", "role": "leader",
-                     "team": "ops", "manager": None, "timezone": "Asia/Tokyo", "digest": "daily", "banned": False,
+                     "team": "ops", "manager": None, "timezone": "Asia/Tokyo", "digest": "daily", "checkin": "on", "banned": False,
                      "ban_reason": "", "mail_suspended": False, "hard_bounces": 0}
     listed = json.loads(cli("users", "list", "--json").stdout)
     assert [u["email"] for u in listed] == ["carol@corp.example"]
