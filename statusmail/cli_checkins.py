@@ -36,10 +36,11 @@ def dry_run_option(f: Any) -> Any:
 
 
 def run(app: App, send: Callable[..., Report], dry_run: bool, **kwargs: Any) -> None:
+    engine = app.engine  # a missing database is named first (SPEC §2)
     if not app.settings.checkins.enabled:
         raise click.ClickException("check-ins are off: set checkins.enabled = true (or STATUSMAIL_CHECKINS_ENABLED=1)")
     with digest_process():  # this process's entry point: its switches are ours to set
-        report = send(app.settings, app.engine, dry_run=dry_run, **kwargs)
+        report = send(app.settings, engine, dry_run=dry_run, **kwargs)
     print_report(report, dry_run)
 
 
@@ -101,6 +102,7 @@ def checkins_roundup(app: App, team: str | None, force: bool, dry_run: bool) -> 
 @pass_app
 def checkins_rollup(app: App, email: str | None, force: bool, dry_run: bool) -> None:
     """Mail every manager the week of everyone below them (digest.weekly_day at digest.hour)."""
+    ids = user_ids(app, email)
     if not app.settings.checkins.leader_rollup:
         raise click.ClickException("the leader's week is off: set checkins.leader_rollup = true")
-    run(app, send_rollups, dry_run, user_ids=user_ids(app, email), force=force)
+    run(app, send_rollups, dry_run, user_ids=ids, force=force)
