@@ -24,6 +24,7 @@ from statusmail.config import Settings
 from statusmail.outbound.digest_content import Window, WindowPost, chunks
 from statusmail.outbound.digest_schedule import zone_of
 from statusmail.outbound.notify import first_line
+from statusmail.store.likes import like_counts
 from statusmail.store.models import Checkin, Post, User
 
 NO_TEAM = ""
@@ -168,20 +169,6 @@ def load_skips(session: Session, chart: OrgChart, days: Sequence[str]) -> dict[t
             if author is not None:
                 skips[(day, author.team)] += 1
     return skips
-
-
-def like_counts(session: Session, post_ids: Sequence[int]) -> dict[int, int]:
-    """Likes per post (SPEC §3 reply keywords), for the posts that have any."""
-    from statusmail.store import models
-
-    like = getattr(models, "Like", None)  # the likes table arrives with the reply keywords (#17)
-    if like is None or not post_ids:
-        return {}
-    counts: dict[int, int] = {}
-    for part in chunks(list(post_ids)):
-        counts.update(session.exec(select(like.post_id, func.count()).where(col(like.post_id).in_(list(part)))
-                                   .group_by(like.post_id)).all())
-    return counts
 
 
 def roundup_for(chart: OrgChart, reader: Reader, day: str, answers: dict[tuple[str, str], list[Answer]],

@@ -27,6 +27,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -205,15 +206,25 @@ class Runner:
 
     def run(self, due: list[Planned], prepare: Callable[[list[Planned]], list[Ready]],
             again: Callable[[Ready], Ready]) -> Report:
-        for start in range(0, len(due), BATCH):
-            if self.stopping is not None and self.stopping.is_set():
-                break
-            ready = prepare(due[start:start + BATCH])
-            if self.dry_run:
-                self.report.planned += [r.planned for r in ready]
-                self.tally(ready, ["queued" if r.mail is not None else "empty" for r in ready])
-                continue
-            self.tally(ready, record(self.engine, self.settings, self.kind, ready, again))
+        """One batch is recorded in a second thread while the next is composed, as for
+        digests: the commit's fsync (and any wait for SQLite's write lock while the
+        outbox worker marks mail sent) overlaps with composing. One batch at most is in
+        flight, and outcomes are counted in order."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkin-record") as recorder:
+            recording: tuple[list[Ready], Future[list[str]]] | None = None
+            for start in range(0, len(due), BATCH):
+                if self.stopping is not None and self.stopping.is_set():
+                    break
+                ready = prepare(due[start:start + BATCH])
+                if self.dry_run:
+                    self.report.planned += [r.planned for r in ready]
+                    self.tally(ready, ["queued" if r.mail is not None else "empty" for r in ready])
+                    continue
+                if recording is not None:
+                    self.tally(recording[0], recording[1].result())
+                recording = (ready, recorder.submit(record, self.engine, self.settings, self.kind, ready, again))
+            if recording is not None:
+                self.tally(recording[0], recording[1].result())
         return self.report
 
     def tally(self, ready: list[Ready], outcomes: list[str]) -> None:

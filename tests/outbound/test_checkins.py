@@ -285,6 +285,9 @@ def test_the_round_up_comes_on_the_next_working_day_skipping_the_weekend(env):
         # Mia answers Kenji from her mail client (by In-Reply-To): one reply for the round-up to count.
         assert env.send(make_mail(body="Great work", subject="Re: Closed the Q4 books", sender="mia@corp.example",
                                   In_Reply_To=kenji_post.message_id), mail_from="mia@corp.example")[0] == 250
+        # Ben likes it: a like, no post.
+        assert env.send(make_mail(body="+1", subject="Re: Closed the Q4 books", sender="ben@corp.example",
+                                  In_Reply_To=kenji_post.message_id), mail_from="ben@corp.example")[0] == 250
         deliver(env)
     for saturday in (datetime(2026, 11, 28, 9, 0, tzinfo=UTC), datetime(2026, 11, 29, 23, 0, tzinfo=UTC)):
         with time_machine.travel(saturday):  # Saturday and Sunday: no round-up anywhere
@@ -307,7 +310,7 @@ def test_the_round_up_comes_on_the_next_working_day_skipping_the_weekend(env):
         assert message["Subject"] == "Status round-up for Fri 27 Nov: 2 answers"
         assert "Closed the Q4 books" in body and "Prepared the audit" in body
         assert "tax" not in body and "tax" not in html_of(message)  # hidden: nowhere
-        assert "1 reply, 0 likes" in body and "(1 skipped the day.)" in body
+        assert "1 reply, 1 like -" in body and "0 replies, 0 likes" in body and "(1 skipped the day.)" in body
         with Session(env.engine) as session:
             own = session.exec(select(ReplyToken.token).where(ReplyToken.user_id == team_id(env, reader),
                                                               ReplyToken.post_id == kenji_post.id)).one()
