@@ -28,11 +28,11 @@ def checkins() -> None:
 def now_option(f: Any) -> Any:
     return click.option("--now", "force", is_flag=True,
                         help="Send now, whether or not the hour and the working day have come "
-                             "(still once per period). Example: --now")(f)
+                             "(still once per period), e.g. --now")(f)
 
 
 def dry_run_option(f: Any) -> Any:
-    return click.option("--dry-run", is_flag=True, help="Show who would get what; change nothing. Example: --dry-run")(f)
+    return click.option("--dry-run", is_flag=True, help="Show who would get what; change nothing, e.g. --dry-run")(f)
 
 
 def run(app: App, send: Callable[..., Report], dry_run: bool, **kwargs: Any) -> None:
@@ -74,7 +74,7 @@ def user_ids(app: App, email: str | None) -> list[int] | None:
 
 @checkins.command("send")
 @config_option
-@click.option("--user", "email", help="Only this user. Example: --user alice@corp.example")
+@click.option("--user", "email", help="Only this user, e.g. --user alice@corp.example")
 @now_option
 @dry_run_option
 @pass_app
@@ -85,7 +85,7 @@ def checkins_send(app: App, email: str | None, force: bool, dry_run: bool) -> No
 
 @checkins.command("roundup")
 @config_option
-@click.option("--team", help="Only this team's members and its manager. Example: --team billing")
+@click.option("--team", help="Only this team's members and its manager, e.g. --team billing")
 @now_option
 @dry_run_option
 @pass_app
@@ -96,7 +96,7 @@ def checkins_roundup(app: App, team: str | None, force: bool, dry_run: bool) -> 
 
 @checkins.command("rollup")
 @config_option
-@click.option("--user", "email", help="Only this manager. Example: --user lea@corp.example")
+@click.option("--user", "email", help="Only this manager, e.g. --user lea@corp.example")
 @now_option
 @dry_run_option
 @pass_app
