@@ -21,7 +21,6 @@ import threading
 from statusmail.config import Settings
 from statusmail.gateway import batcher
 from statusmail.inbound import pipeline
-from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import Outcome, Reason
 
 SPOOL_SUFFIX = ".spool"  # beside the gateway's database file
@@ -32,7 +31,7 @@ def spool_path(settings: Settings) -> str:
     return settings.gateway.database_url.split("///", 1)[1] + SPOOL_SUFFIX
 
 
-def append_batch(settings: Settings, engine: object, jobs: list[tuple[bytes, Envelope]],
+def append_batch(settings: Settings, engine: object, jobs: list[pipeline.Job],
                  before_commit: object = None) -> list[Outcome]:
     """Stands in for commit_batch: the bytes, durably, and "posted" for every message."""
     spool = getattr(_connections, "spool", None)
@@ -42,7 +41,7 @@ def append_batch(settings: Settings, engine: object, jobs: list[tuple[bytes, Env
         spool.execute("PRAGMA synchronous=FULL")
         spool.execute("CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY, raw BLOB NOT NULL)")
     spool.execute("BEGIN IMMEDIATE")
-    spool.executemany("INSERT INTO spool (raw) VALUES (?)", [(raw,) for raw, _ in jobs])
+    spool.executemany("INSERT INTO spool (raw) VALUES (?)", [(job[0],) for job in jobs])
     spool.execute("COMMIT")
     return [Outcome(Reason.POSTED)] * len(jobs)
 

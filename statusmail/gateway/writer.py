@@ -8,8 +8,8 @@ pipeline thread holding the lock 70% of the time while the listener waited for i
 
 Here the listener's event loop ships each batch of
 :class:`~statusmail.gateway.batcher.Batcher` over a pipe to a child process that runs
-:func:`~statusmail.gateway.batcher.commit_batch` (the same transaction, SAVEPOINTs and
-commit) and sends back the outcomes, once the commit has returned. One round trip per
+:func:`~statusmail.inbound.pipeline.commit_batch` (decide every message, record the
+batch in one transaction) and sends back the outcomes, once the commit has returned. One round trip per
 batch, not per message, and no thread in the listener: the loop waits for the answer
 as it waits for a socket. ``250`` still means committed: the listener answers only from
 outcomes the child sent after its commit.
