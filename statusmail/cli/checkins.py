@@ -3,7 +3,7 @@ round-up and the leader's week by hand, instead of waiting for the scheduler in 
 
 Each queues mail in the outbox exactly as the scheduler does (the running ``serve``
 delivers it), so a manual run and the scheduler never both send one period; each says,
-for every reader it left out, why. Registered on the main group by :mod:`statusmail.cli`.
+for every reader it left out, why. Registered on the main group when :mod:`statusmail.cli` imports it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,13 @@ from typing import Any
 
 import click
 
-from statusmail.cli import App, config_option, main, pass_app, require_user
+from statusmail.cli.app import (
+    App,
+    config_option,
+    main,
+    pass_app,
+    require_user,
+)
 from statusmail.gil import digest_process
 from statusmail.outbound.checkins import Report, send_questions, send_rollups, send_roundups
 

@@ -3,7 +3,7 @@ digests now instead of waiting for the scheduler in ``serve``.
 
 ``send`` queues mail in the outbox (the running ``serve`` delivers it), exactly as the
 scheduler does, so a manual run and the scheduler can never both send one period.
-Registered on the main group by :mod:`statusmail.cli`.
+Registered on the main group when :mod:`statusmail.cli` imports it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,13 @@ from typing import Any
 
 import click
 
-from statusmail.cli import App, config_option, main, pass_app, require_user
+from statusmail.cli.app import (
+    App,
+    config_option,
+    main,
+    pass_app,
+    require_user,
+)
 from statusmail.gil import digest_process
 from statusmail.logs import redact
 from statusmail.outbound.digest import SendReport, preview, send_digests
