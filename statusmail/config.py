@@ -89,6 +89,7 @@ class PolicySettings:
     hold_patterns: tuple[str, ...] = ()
     posts_per_hour: int = 30
     auto_answers_per_hour: int = 5
+    max_mentions: int = 20  # beyond it the post is held (#16)
 
 
 @dataclass(frozen=True)
@@ -280,6 +281,7 @@ def validate(settings: Settings) -> None:
         "policy.max_chars": settings.policy.max_chars,
         "policy.posts_per_hour": settings.policy.posts_per_hour,
         "policy.auto_answers_per_hour": settings.policy.auto_answers_per_hour,
+        "policy.max_mentions": settings.policy.max_mentions,
         "imap.poll_seconds": settings.imap.poll_seconds,
     }
     for key, value in positive.items():

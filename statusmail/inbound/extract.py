@@ -16,10 +16,12 @@ bounded whatever the sender sends.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
 
 from statusmail.inbound import charsets
+from statusmail.inbound.brevity import BLANKS
 from statusmail.inbound.flowed import unflow
 from statusmail.inbound.htmltext import html_to_text
 from statusmail.inbound.trimming import MAX_CHARS, trim_reply
@@ -30,6 +32,7 @@ MAX_PART_BYTES = 2_000_000
 MAX_PARTS = 200
 MAX_HTML_CHARS = 1_000_000
 FALLBACK_CHARSETS = ("utf-8", "windows-1252", "latin-1")
+LONG_BLANKS = re.compile(rf"(?:[^\S\n]|[{BLANKS}]){{64,}}")
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,9 @@ def decode_part(part: Message, max_chars: int) -> str:
         raw = part.get_payload()
         payload = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""
     text = decode_bytes(payload[:MAX_PART_BYTES], declared_charset(part))
-    return text.replace("\x00", "")[:max_chars]
+    # Long runs of blanks collapse before the cap (they collapse in the post anyway), so
+    # 100,000 spaces cannot push the sender's words past it.
+    return LONG_BLANKS.sub(" ", text.replace("\x00", ""))[:max_chars]
 
 
 def declared_charset(part: Message) -> str | None:

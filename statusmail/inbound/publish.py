@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+from statusmail.inbound.fold import fold
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.outcome import Held
 from statusmail.outbound.compose import new_message_id
@@ -25,9 +26,15 @@ def collect_holds(mail: Incoming) -> None:
     if policy.hold_new_users:
         if recent_posts(mail.session, mail.user, since=datetime.min.replace(tzinfo=UTC)) == 0:
             mail.holds.append("first post of a new user")
-    for pattern in policy.hold_patterns:
-        if re.search(pattern, mail.text, re.IGNORECASE):
-            mail.holds.append(f"matches hold pattern {pattern!r}")
+    if policy.hold_patterns:
+        # SPEC §5: after NFKC, without format characters, look-alikes folded (fold.py);
+        # the text as sent is matched too, for patterns written in other scripts.
+        texts = dict.fromkeys((mail.text, fold(mail.text)))
+        for pattern in policy.hold_patterns:
+            if any(re.search(pattern, text, re.IGNORECASE) for text in texts):
+                mail.holds.append(f"matches hold pattern {pattern!r}")
+    if len(mail.mentioned) > policy.max_mentions:
+        mail.holds.append(f"{len(mail.mentioned)} mentions, more than policy.max_mentions ({policy.max_mentions})")
 
 
 def decide_post(mail: Incoming) -> None:

@@ -12,7 +12,7 @@ import re
 
 from sqlmodel import col, select
 
-from statusmail.inbound.brevity import count_chars
+from statusmail.inbound.brevity import count_chars, normalize
 from statusmail.inbound.extract import extract_body
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.outcome import Discarded, Reason, Refused
@@ -55,7 +55,9 @@ def extract_text(mail: Incoming) -> None:
     """Set the post's text from subject and body; refuse a message with neither."""
     body = extract_body(mail.message)
     mail.removed = body.removed
-    mail.text = compose_text(mail.subject, body.text, is_reply=mail.parent is not None or mail.question is not None)
+    # The one normalization: what is counted is what is stored and mailed (SPEC §3).
+    mail.text = normalize(compose_text(mail.subject, body.text,
+                                       is_reply=mail.parent is not None or mail.question is not None))
     if not mail.text and body.removed.strip():
         refuse_nothing_new(mail, body.removed)
     if not mail.text:
@@ -86,9 +88,16 @@ def enforce_brevity(mail: Incoming) -> None:
         raise Discarded(Reason.TOO_LONG, f"{length} characters, the limit is {limit}; unauthenticated, not answered")
     mail.changes.append(QueueNotice(mail.settings, mail.user, "too_long",
                                     subject=f"Not posted: your update is {length} characters (the limit is {limit})",
-                                    context={"length": length, "limit": limit, "text": mail.text},
+                                    context={"length": length, "limit": limit, "text": quoted(mail.text, limit)},
                                     in_reply_to=mail.message_id))
     raise Discarded(Reason.TOO_LONG, f"{length} characters, the limit is {limit}")
+
+
+def quoted(text: str, limit: int) -> str:
+    """The sender's text as a too-long notice quotes it: enough to recognise, never the
+    150,000-character "URL" back to them."""
+    keep = max(4 * limit, 1000)
+    return text if len(text) <= keep else text[:keep] + "…"
 
 
 def find_tags_and_mentions(mail: Incoming) -> None:
