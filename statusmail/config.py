@@ -90,6 +90,8 @@ class PolicySettings:
     posts_per_hour: int = 30
     auto_answers_per_hour: int = 5
     max_mentions: int = 20  # beyond it the post is held (#16)
+    thread_replies_per_hour: int = 10  # per sender and thread; beyond it replies are held (#16)
+    recipient_delimiter: str = "+"  # alice+x@ is alice@ for identity, bans and limits (#16)
 
 
 @dataclass(frozen=True)
@@ -282,6 +284,7 @@ def validate(settings: Settings) -> None:
         "policy.posts_per_hour": settings.policy.posts_per_hour,
         "policy.auto_answers_per_hour": settings.policy.auto_answers_per_hour,
         "policy.max_mentions": settings.policy.max_mentions,
+        "policy.thread_replies_per_hour": settings.policy.thread_replies_per_hour,
         "imap.poll_seconds": settings.imap.poll_seconds,
     }
     for key, value in positive.items():
@@ -306,6 +309,8 @@ def validate(settings: Settings) -> None:
             ipaddress.ip_network(network, strict=False)
         except ValueError:
             raise ConfigError(f"policy.trusted_networks: not a network: {network!r}") from None
+    if len(settings.policy.recipient_delimiter) > 1 or settings.policy.recipient_delimiter.isalnum():
+        raise ConfigError(f"policy.recipient_delimiter: expected one character like \"+\" or \"\", got {settings.policy.recipient_delimiter!r}")
     for pattern in settings.policy.hold_patterns:
         try:
             re.compile(pattern)

@@ -31,13 +31,13 @@ from statusmail.errors import StoreUnavailable
 from statusmail.gateway.batcher import Batcher
 from statusmail.gateway.smtpauth import Authenticator
 from statusmail.inbound.envelope import Envelope
-from statusmail.inbound.outcome import DEFERRED_ERROR, DEFERRED_STORE, Outcome, Reason, smtp_reply
+from statusmail.inbound.outcome import DEFERRED_ERROR, DEFERRED_STORE, REFUSED_SESSION, Outcome, Reason, smtp_reply
 from statusmail.inbound.pipeline import record_refusal, run
 from statusmail.inbound.recipients import classify_recipient
 from statusmail.logs import redact
 from statusmail.store.db import transaction
 from statusmail.store.models import User
-from statusmail.store.users import find_user, normalize_email
+from statusmail.store.users import base_address, find_user
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,9 @@ AIOSMTPD_REFUSALS = {
     "530 Must issue a STARTTLS command first": Reason.TLS_REQUIRED,
     "530 5.7.0 Authentication required": Reason.AUTH_REQUIRED,
 }
+MAX_REFUSALS = 20  # per session, then 421 (Postfix's smtpd_hard_error_limit is the model)
+REFUSALS = "statusmail_refusals"  # SmtpSession attributes: refusals so far, and whether it was closed
+CLOSED = "statusmail_closed"
 BANNED_TTL = 5.0  # seconds between rereads of the banned senders (BannedSenders)
 REFUSAL_DETAILS = {
     Reason.LINE_TOO_LONG: "a line longer than 1000 octets",
@@ -70,13 +73,13 @@ class BannedSenders:
     transaction: the answer is the same ``550 5.7.1``, one command later.
     """
 
-    def __init__(self, engine: Engine, ttl: float = BANNED_TTL) -> None:
-        self.engine, self.ttl = engine, ttl
+    def __init__(self, engine: Engine, ttl: float = BANNED_TTL, delimiter: str = "+") -> None:
+        self.engine, self.ttl, self.delimiter = engine, ttl, delimiter
         self.addresses: frozenset[str] = frozenset()
         self.read_at = float("-inf")
 
     async def contains(self, mail_from: str) -> bool:
-        address = normalize_email(mail_from)
+        address = base_address(mail_from, self.delimiter)
         if not address:
             return False
         now = time.monotonic()
@@ -124,7 +127,7 @@ class StatusHandler:
         self.engine = engine
         self.on_queued = on_queued or (lambda: None)  # the message wrote mail to the outbox
         self.batcher = batcher  # group commit (gateway/batcher.py); without it, one transaction per message
-        self.banned = BannedSenders(engine)
+        self.banned = BannedSenders(engine, delimiter=settings.policy.recipient_delimiter)
 
     @cached_property
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -137,17 +140,39 @@ class StatusHandler:
         peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer or "")
         return Envelope(mail_from=envelope.mail_from or "", rcpt_tos=tuple(envelope.rcpt_tos), peer=peer, source=source)
 
-    async def refuse(self, envelope: Envelope, reason: Reason, detail: str) -> str:
-        """Log a dialogue-time refusal and return its reply."""
+    async def refuse(self, envelope: Envelope, reason: Reason, detail: str, session: SmtpSession | None = None) -> str:
+        """Log a dialogue-time refusal and return its reply; beyond :data:`MAX_REFUSALS`
+        in one session, the session is closed instead (SPEC §3)."""
+        if session is not None:
+            count = getattr(session, REFUSALS, 0) + 1
+            setattr(session, REFUSALS, count)
+            if count > MAX_REFUSALS:
+                return await self.close_session(envelope, session, f"{reason.value}: {detail}")
         log.warning("refused from %s (%s): %s", redact(envelope.mail_from), envelope.peer, redact(detail))
         await asyncio.to_thread(record_refusal, self.engine, None, envelope, reason, detail)
         return smtp_reply(reason)
 
+    async def close_session(self, envelope: Envelope, session: SmtpSession, last: str) -> str:
+        """``421 4.7.0``, logged once per session however many commands follow."""
+        if not getattr(session, CLOSED, False):
+            setattr(session, CLOSED, True)
+            detail = f"more than {MAX_REFUSALS} refusals in one session, closed; the next: {last}"
+            log.warning("closing session of %s (%s): %s", redact(envelope.mail_from), envelope.peer, redact(detail))
+            await asyncio.to_thread(record_refusal, self.engine, None, envelope, Reason.TOO_MANY_REFUSALS, detail)
+        return smtp_reply(Reason.TOO_MANY_REFUSALS)
+
+    def over_refusals(self, session: SmtpSession) -> bool:
+        return getattr(session, REFUSALS, 0) >= MAX_REFUSALS
+
     async def handle_MAIL(self, server: SMTP, session: SmtpSession, envelope: SmtpEnvelope, address: str,
                           mail_options: list[str]) -> str:
+        if self.over_refusals(session):
+            env = Envelope(mail_from=address, peer=self.envelope_of(session, envelope).peer)
+            return await self.close_session(env, session, f"MAIL FROM:<{address[:100]}>")
         if not self.peer_trusted(session.peer):
             env = Envelope(mail_from=address, peer=self.envelope_of(session, envelope).peer)
-            return await self.refuse(env, Reason.UNTRUSTED_PEER, f"peer {env.peer} is not in policy.trusted_networks")
+            return await self.refuse(env, Reason.UNTRUSTED_PEER, f"peer {env.peer} is not in policy.trusted_networks",
+                                     session)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
@@ -157,10 +182,10 @@ class StatusHandler:
         env = self.envelope_of(session, envelope)
         if classify_recipient(address, self.settings) is None:
             return await self.refuse(Envelope(env.mail_from, (address,), env.peer), Reason.UNKNOWN_RECIPIENT,
-                                     f"{address} is not a statusmail address")
+                                     f"{address} is not a statusmail address", session)
         if await self.banned.contains(envelope.mail_from or ""):
             return await self.refuse(Envelope(env.mail_from, (address,), env.peer), Reason.BANNED,
-                                     f"envelope sender {envelope.mail_from} is banned")
+                                     f"envelope sender {envelope.mail_from} is banned", session)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 OK"
@@ -176,6 +201,8 @@ class StatusHandler:
         if outcome.queued:
             self.on_queued()
         reply = smtp_reply(outcome.reason)
+        if reply.startswith("5"):  # logged by the pipeline; counts toward MAX_REFUSALS
+            setattr(session, REFUSALS, getattr(session, REFUSALS, 0) + 1)
         if source == "lmtp":
             # RFC 2033 §4.2: one reply per accepted recipient after DATA. The message is
             # stored once, so every recipient shares its outcome.
@@ -199,7 +226,14 @@ class GatewaySMTP(SMTP):
         reason = AIOSMTPD_REFUSALS.get(status)
         if reason is not None and self.session is not None:
             return self.push_refusal(reason)
+        if status == REFUSED_SESSION:
+            return self.push_and_close(status)
         return super().push(status)
+
+    async def push_and_close(self, status: str) -> None:
+        await super().push(status)
+        if self.transport is not None:
+            self.transport.close()
 
     async def push_refusal(self, reason: Reason) -> None:
         assert self.session is not None
@@ -207,7 +241,11 @@ class GatewaySMTP(SMTP):
         env = handler.envelope_of(self.session, self.envelope or SmtpEnvelope())
         detail = REFUSAL_DETAILS.get(
             reason, f"larger than smtp.max_message_bytes ({handler.settings.smtp.max_message_bytes})")
-        await super().push(await handler.refuse(env, reason, detail))
+        reply = await handler.refuse(env, reason, detail, self.session)
+        if reply == REFUSED_SESSION:
+            await self.push_and_close(reply)
+        else:
+            await super().push(reply)
 
 
 class GatewayLMTP(LMTP, GatewaySMTP):

@@ -46,6 +46,7 @@ class Reason(enum.StrEnum):
     NOT_AUTHENTICATED = "sender not authenticated"
     WRONG_REPLIER = "reply address belongs to another recipient"
     CLOSED_THREAD = "thread closed"
+    TOO_MANY_REFUSALS = "too many refusals in one session"
     TOO_LARGE = "message too large"
     LINE_TOO_LONG = "line longer than 1000 octets"
     UNPARSEABLE = "message cannot be parsed"
@@ -117,6 +118,7 @@ REFUSED_TOO_LARGE = "552 5.3.4 Message too big for this gateway"
 # RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets with its CRLF; §4.2.2 gives 500.
 REFUSED_LINE_TOO_LONG = "500 5.5.2 Line too long (RFC 5321 4.5.3.1.6)"
 REFUSED_UNPARSEABLE = "554 5.6.0 Message cannot be parsed"
+REFUSED_SESSION = "421 4.7.0 Too many refusals in this session, closing connection"
 REFUSED_EMPTY = "550 5.6.0 No status text found in the message"
 DEFERRED_RATE = "451 4.7.1 Too many posts this hour, try again later"
 DEFERRED_STORE = "451 4.3.0 Database unavailable, try again later"
@@ -149,6 +151,10 @@ DISPOSITIONS: dict[Reason, Disposition] = {
     Reason.WRONG_REPLIER: refused(f"{REFUSED_POLICY} This reply address belongs to someone else"),
     # SPEC §3 Closed threads: the reply names nothing of the thread it tried to join.
     Reason.CLOSED_THREAD: refused(f"{REFUSED_POLICY} This thread does not take replies"),
+    # Postfix's smtpd_hard_error_limit: the session is closed, the rest is one log entry.
+    # 421 (RFC 5321 §3.8) closes the session, not a message's fate; nothing of the
+    # session is stored, and a later session is answered on its own.
+    Reason.TOO_MANY_REFUSALS: deferred(REFUSED_SESSION),
     Reason.TOO_LARGE: refused(REFUSED_TOO_LARGE),
     Reason.LINE_TOO_LONG: refused(REFUSED_LINE_TOO_LONG),
     Reason.UNPARSEABLE: refused(REFUSED_UNPARSEABLE),

@@ -345,16 +345,26 @@ def read_return_path(mail: Incoming) -> None:
         mail.envelope = dataclasses.replace(envelope, mail_from=mail_from)
 
 
-def dedupe_key_for(message_id: str, raw: bytes) -> str:
-    """One key per message: its Message-ID, or a hash of the bytes when it has none."""
+def dedupe_key_for(message_id: str, raw: bytes, sender: str = "") -> str:
+    """One key per message and sender: its Message-ID, or a hash of the bytes when it has
+    none. Per sender (SPEC §3): whoever learns a Message-ID cannot suppress someone
+    else's post by sending it first."""
     if message_id:
-        return "mid:" + hashlib.sha256(message_id.encode("utf-8", "surrogateescape")).hexdigest()
+        return "mid:" + hashlib.sha256(f"{sender}\n{message_id}".encode("utf-8", "surrogateescape")).hexdigest()
     return "raw:" + hashlib.sha256(raw).hexdigest()
+
+
+def from_address(mail: Incoming) -> str:
+    """The first From address as identity knows it (base address, lowercase), or ""."""
+    from statusmail.store.users import base_address
+
+    found = [address for _, address in mailboxes(header_text(mail.message, "From")) if address]
+    return base_address(found[0], mail.settings.policy.recipient_delimiter) if found else ""
 
 
 def refuse_duplicate(mail: Incoming) -> None:
     """A Message-ID already stored is answered 250 and changes nothing (SPEC §3)."""
-    mail.dedupe_key = dedupe_key_for(mail.message_id, mail.raw)
+    mail.dedupe_key = dedupe_key_for(mail.message_id, mail.raw, from_address(mail))
     seen = already_recorded(mail.session, mail.dedupe_key)
     if seen is not None:
         raise Discarded(Reason.DUPLICATE, f"same message as log entry {seen}")

@@ -8,7 +8,7 @@ only when approved; a visible one asks for its notifications.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from statusmail.inbound.fold import fold
 from statusmail.inbound.incoming import Incoming
@@ -16,7 +16,7 @@ from statusmail.inbound.outcome import Held
 from statusmail.outbound.compose import new_message_id
 from statusmail.outbound.notify import NotifyPost, anyone_to_tell
 from statusmail.outbound.threadindex import new_thread_index
-from statusmail.store.record import NewPost, recent_posts
+from statusmail.store.record import NewPost, recent_posts, recent_replies
 
 
 def collect_holds(mail: Incoming) -> None:
@@ -33,6 +33,14 @@ def collect_holds(mail: Incoming) -> None:
         for pattern in policy.hold_patterns:
             if any(re.search(pattern, text, re.IGNORECASE) for text in texts):
                 mail.holds.append(f"matches hold pattern {pattern!r}")
+    parent = mail.parent
+    if parent is not None and parent.thread_id is not None:
+        # Two auto-responders nobody recognised answer each other's notifications: at
+        # most this many posts an hour, and nobody is mailed beyond it (SPEC §2).
+        replies = recent_replies(mail.session, mail.user, parent.thread_id, since=mail.now - timedelta(hours=1))
+        if replies >= policy.thread_replies_per_hour:
+            mail.holds.append(f"{replies} replies to this thread in the last hour "
+                              f"(policy.thread_replies_per_hour is {policy.thread_replies_per_hour})")
     if len(mail.mentioned) > policy.max_mentions:
         mail.holds.append(f"{len(mail.mentioned)} mentions, more than policy.max_mentions ({policy.max_mentions})")
 

@@ -19,7 +19,7 @@ from statusmail.inbound.parse import header_text, mailboxes
 from statusmail.inbound.recipients import Kind
 from statusmail.store.models import Post
 from statusmail.store.record import recent_posts
-from statusmail.store.users import find_user, new_user, normalize_email
+from statusmail.store.users import base_address, find_user, new_user
 
 HOLD_UNAUTHENTICATED = "hold-unauthenticated"  # Envelope.notes flag from transports that cannot refuse
 
@@ -39,7 +39,8 @@ def require_one_sender(mail: Incoming) -> None:
     if len(found) != 1 or "@" not in found[0][1]:
         raise Refused(Reason.NOT_AUTHENTICATED, f"need exactly one From mailbox, found {len(found)}")
     name, address = found[0]
-    mail.sender, mail.sender_name = normalize_email(address), " ".join(name.split())[:200]
+    mail.sender = base_address(address, mail.settings.policy.recipient_delimiter)
+    mail.sender_name = " ".join(name.split())[:200]
 
 
 def check_sender_domain(mail: Incoming) -> None:
@@ -59,9 +60,13 @@ def check_envelope_sender(mail: Incoming) -> None:
     """
     from statusmail.inbound.authres import same_organization
 
-    envelope_sender = mail.envelope.mail_from.strip("<>")
-    if "@" not in envelope_sender:
+    envelope_sender = mail.envelope.mail_from.strip().strip("<>")
+    if not envelope_sender:
         return
+    if "@" not in envelope_sender or not domain_of(envelope_sender):
+        # SPEC §5: a reverse-path without a domain is refused like a foreign one; it
+        # used to skip this check and post as anyone in From.
+        raise Refused(Reason.NOT_AUTHENTICATED, f"envelope sender {envelope_sender[:100]!r} has no domain")
     if not same_organization(domain_of(envelope_sender), domain_of(mail.sender)):
         raise Refused(Reason.NOT_AUTHENTICATED,
                       f"envelope sender domain {domain_of(envelope_sender)} is not in the organization of {domain_of(mail.sender)}")

@@ -84,6 +84,7 @@ class Pending:
     keys: set[str] = field(default_factory=set)
     users_by_handle: dict[str, User] = field(default_factory=dict)
     posts_by: Counter[str] = field(default_factory=Counter)  # by author address
+    replies_by: Counter[tuple[str, int]] = field(default_factory=Counter)  # by (author address, thread id)
 
 
 PENDING = "statusmail.pending"  # session.info key
@@ -109,6 +110,9 @@ def note_decision(session: Session, decision: Decision) -> None:
         batch.users_by_handle[decision.new_user.handle] = decision.new_user
     if decision.post is not None:
         batch.posts_by[decision.post.author.email] += 1
+        parent = decision.post.parent
+        if parent is not None and parent.thread_id is not None:
+            batch.replies_by[(decision.post.author.email, parent.thread_id)] += 1
 
 
 def already_recorded(session: Session, dedupe_key: str) -> int | None:
@@ -264,6 +268,19 @@ def recent_posts(session: Session, user: User, since: datetime) -> int:
 
 POSTS_SINCE = Direct(select(func.count()).select_from(POSTS)
                      .where(POSTS.c.author_id == bindparam("author_id"), POSTS.c.created_at >= bindparam("since")))
+
+
+def recent_replies(session: Session, user: User, thread_id: int, since: datetime) -> int:
+    """Replies by ``user`` in thread ``thread_id`` at or after ``since``, this batch's included."""
+    stored = 0
+    if user.id is not None:
+        stored = REPLIES_SINCE.scalar(session, {"author_id": user.id, "thread_id": thread_id, "since": since}) or 0
+    return stored + pending(session).replies_by[(user.email, thread_id)]
+
+
+REPLIES_SINCE = Direct(select(func.count()).select_from(POSTS)
+                       .where(POSTS.c.author_id == bindparam("author_id"), POSTS.c.thread_id == bindparam("thread_id"),
+                              POSTS.c.parent_id.is_not(None), POSTS.c.created_at >= bindparam("since")))
 
 
 def handle_taken_in_batch(session: Session, handle: str) -> bool:

@@ -24,6 +24,17 @@ def normalize_email(address: str) -> str:
     return address.strip().strip("<>").lower()
 
 
+def base_address(address: str, delimiter: str = "+") -> str:
+    """``alice+again@corp.example`` is ``alice@corp.example`` for identity, bans and limits
+    (SPEC §5, ``policy.recipient_delimiter``; "" keeps sub-addresses distinct)."""
+    address = normalize_email(address)
+    local, at, domain = address.rpartition("@")
+    if not delimiter or not at or delimiter not in local:
+        return address
+    base = local.split(delimiter, 1)[0]
+    return f"{base}@{domain}" if base else address
+
+
 # session.info key: users already loaded in this session, by address (see preload_users).
 USERS_BY_EMAIL = "statusmail.users_by_email"
 

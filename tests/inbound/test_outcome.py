@@ -34,7 +34,10 @@ def test_the_log_status_the_reply_and_the_mailbox_agree() -> None:
 
 def test_only_the_gateways_own_trouble_and_rate_limits_are_temporary() -> None:
     temporary = {r for r, d in DISPOSITIONS.items() if d.smtp.startswith("4")}
-    assert temporary == {Reason.RATE_LIMITED, Reason.STORE_UNAVAILABLE, Reason.INTERNAL_ERROR}
+    # TOO_MANY_REFUSALS is the 421 that closes a session after 20 refusals (#16): it
+    # decides no message.
+    assert temporary == {Reason.RATE_LIMITED, Reason.STORE_UNAVAILABLE, Reason.INTERNAL_ERROR,
+                         Reason.TOO_MANY_REFUSALS}
 
 
 def test_a_refused_sender_is_never_answered_by_mail() -> None:
