@@ -133,6 +133,10 @@ def header_text(msg: EmailMessage, name: str) -> str:
 def readable_header(msg: EmailMessage, name: str) -> str:
     """A header the message cannot do without, decoded; unparseable when it cannot be
     (``554 5.6.0``: the sender's MTA must not retry what will never parse)."""
+    if is_free_text(name):
+        raw = raw_value(msg, name)
+        if raw is None or (raw.isascii() and "=?" not in raw):
+            return "" if raw is None else "".join(raw.splitlines())  # nothing to decode: no parse
     try:
         value = msg.get(name)
         text = "" if value is None else str(value)
