@@ -23,7 +23,6 @@ minute of the day.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -38,7 +37,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from statusmail.config import Settings
-from statusmail.errors import StoreUnavailable
 from statusmail.inbound.recipients import token_address
 from statusmail.outbound.checkin_content import (
     OrgChart,
@@ -56,6 +54,7 @@ from statusmail.outbound.compose import Draft, build_message
 from statusmail.outbound.digest import local_time, reply_link
 from statusmail.outbound.digest_content import chunks, load_window
 from statusmail.outbound.outbox import Serialized, enqueue_many, row_values, serialize
+from statusmail.outbound.scheduler import Scheduler
 from statusmail.outbound.threadindex import new_thread_index
 from statusmail.outbound.tokens import new_tokens
 from statusmail.store.db import transaction
@@ -63,7 +62,6 @@ from statusmail.store.models import Checkin, CheckinMail, ReplyToken, utcnow
 
 log = logging.getLogger(__name__)
 
-TICK_SECONDS = 60.0
 BATCH = 100  # readers recorded per transaction, as for digests
 QUESTION, ROUNDUP, ROLLUP = "question", "roundup", "rollup"
 WEEK = timedelta(days=7)
@@ -531,51 +529,19 @@ def send_due(settings: Settings, engine: Engine, now: datetime, on_queued: Calla
     return reports
 
 
-class CheckinScheduler:
-    """Part of ``serve``: once a minute, sends the check-in mail whose hour has come.
+class CheckinScheduler(Scheduler):
+    """Part of ``serve``: once a minute, sends the check-in mail whose hour has come."""
 
-    Like the digest scheduler: the work runs in a thread, ``on_queued`` (the outbox
-    worker's poke) is called on the event loop, ``now`` is injectable, and the first
-    look is one interval after start."""
+    name = "check-ins"
 
-    def __init__(self, settings: Settings, engine: Engine, on_queued: Callable[[], None], *,
-                 now: Callable[[], datetime] = utcnow, interval: float | None = None) -> None:
-        self.settings, self.engine, self.on_queued = settings, engine, on_queued
-        self.now, self.interval = now, TICK_SECONDS if interval is None else interval
-        self._stopping = threading.Event()
-        self._wakeup: asyncio.Event | None = None
+    @property
+    def enabled(self) -> bool:
+        return self.settings.checkins.enabled
 
-    async def tick(self) -> list[Report]:
-        loop = asyncio.get_running_loop()
-
-        def poke() -> None:
-            loop.call_soon_threadsafe(self.on_queued)
-        reports = await asyncio.to_thread(send_due, self.settings, self.engine, self.now(), poke, self._stopping)
+    def send_due(self, now: datetime, poke: Callable[[], None], stopping: threading.Event) -> list[Report]:
+        reports = send_due(self.settings, self.engine, now, poke, stopping)
         for report in reports:
             if report.queued or report.empty:
                 log.info("check-ins: %d %s mail(s) queued, %d with nothing to say", report.queued, report.kind,
                          report.empty)
         return reports
-
-    async def run(self) -> None:
-        if not self.settings.checkins.enabled:
-            return
-        self._wakeup = asyncio.Event()
-        while not self._stopping.is_set():
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), self.interval)
-            except TimeoutError:
-                pass
-            if self._stopping.is_set():
-                break
-            try:
-                await self.tick()
-            except StoreUnavailable as exc:
-                log.warning("check-ins: database unavailable: %s", exc)
-            except Exception:
-                log.exception("check-ins: run failed")
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._wakeup is not None:
-            self._wakeup.set()

@@ -27,7 +27,6 @@ reader, so the unique key still decides for each reader alone.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -43,7 +42,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from statusmail.config import Settings
-from statusmail.errors import StoreUnavailable
 from statusmail.inbound.recipients import token_address
 from statusmail.outbound.compose import Draft, build_message
 from statusmail.outbound.digest_content import DigestContent, Interests, chunks, collect, load_interests, load_window
@@ -56,6 +54,7 @@ from statusmail.outbound.digest_schedule import (
     zone_of,
 )
 from statusmail.outbound.outbox import Serialized, enqueue_many, row_values, serialize
+from statusmail.outbound.scheduler import Scheduler
 from statusmail.outbound.threadindex import new_thread_index
 from statusmail.outbound.tokens import new_tokens
 from statusmail.store.db import transaction
@@ -63,7 +62,6 @@ from statusmail.store.models import Digest, ReplyToken, User, utcnow
 
 log = logging.getLogger(__name__)
 
-TICK_SECONDS = 60.0
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # Readers recorded per transaction: one commit (one fsync on SQLite) for many digests,
@@ -415,53 +413,13 @@ def preview(settings: Settings, engine: Engine, user_id: int, now: datetime | No
 # --- the scheduler ------------------------------------------------------------------------
 
 
-class DigestScheduler:
-    """Part of ``serve``: once a minute, sends the digests whose hour has come.
+class DigestScheduler(Scheduler):
+    """Part of ``serve``: once a minute, sends the digests whose hour has come."""
 
-    The work runs in a thread (``asyncio.to_thread``) so the listener stays responsive;
-    ``on_queued`` (the outbox worker's poke) is called on the event loop after each digest
-    is queued. ``now`` is the clock, injectable so tests can stand anywhere in time.
-    The first look is one interval after start, not at start: a restart at 08:00 does not
-    race the process it replaces, and short-lived test gateways never send digests.
-    """
+    name = "digests"
 
-    def __init__(self, settings: Settings, engine: Engine, on_queued: Callable[[], None], *,
-                 now: Callable[[], datetime] = utcnow, interval: float = TICK_SECONDS) -> None:
-        self.settings, self.engine, self.on_queued = settings, engine, on_queued
-        self.now, self.interval = now, interval
-        self._stopping = threading.Event()
-        self._wakeup: asyncio.Event | None = None
-
-    async def tick(self) -> SendReport:
-        """One look: send what is due now."""
-        loop = asyncio.get_running_loop()
-
-        def poke() -> None:
-            loop.call_soon_threadsafe(self.on_queued)
-        report = await asyncio.to_thread(send_digests, self.settings, self.engine, now=self.now(), on_queued=poke,
-                                         stopping=self._stopping)
+    def send_due(self, now: datetime, poke: Callable[[], None], stopping: threading.Event) -> SendReport:
+        report = send_digests(self.settings, self.engine, now=now, on_queued=poke, stopping=stopping)
         if report.queued or report.empty:
             log.info("digests: %d queued, %d with nothing new", report.queued, report.empty)
         return report
-
-    async def run(self) -> None:
-        self._wakeup = asyncio.Event()
-        while not self._stopping.is_set():
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), self.interval)
-            except TimeoutError:
-                pass
-            if self._stopping.is_set():
-                break
-            try:
-                await self.tick()
-            except StoreUnavailable as exc:
-                log.warning("digests: database unavailable: %s", exc)
-            except Exception:
-                log.exception("digests: run failed")
-
-    def stop(self) -> None:
-        """Stop after the reader being sent now; the rest are sent by the next start."""
-        self._stopping.set()
-        if self._wakeup is not None:
-            self._wakeup.set()

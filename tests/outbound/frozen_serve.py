@@ -19,7 +19,7 @@ from statusmail.outbound import checkins
 
 
 def run(argv: list[str]) -> None:
-    checkins.TICK_SECONDS = 0.2
+    checkins.CheckinScheduler.tick_seconds = 0.2
     with time_machine.travel(datetime.fromisoformat(argv[0]), tick=True):
         from statusmail.cli import main
 
