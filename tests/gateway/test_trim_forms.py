@@ -65,7 +65,8 @@ def test_an_indented_code_block_is_posted_whole(gateway, engine, notification):
     assert gateway.send(reply(notification, body), mail_from="bob@corp.example", to=notification["Reply-To"])[0] == 250
     with Session(engine) as session:
         stored = session.exec(select(Post).where(Post.parent_id.is_not(None))).one()  # type: ignore[union-attr]
-    assert stored.body == body.strip()
+    # Posted whole, not cut as a quote; stored as counted (SPEC §3: runs of spaces collapsed).
+    assert stored.body == "Run this before merging:\n\n> make test\n> make lint"
 
 
 def test_a_reply_with_nothing_new_is_not_posted_and_the_sender_is_told_what_was_removed(gateway, engine, settings,
