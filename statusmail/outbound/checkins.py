@@ -202,12 +202,27 @@ class Runner:
         self.dry_run, self.on_queued, self.stopping = dry_run, on_queued, stopping
         self.report = Report(kind)
 
-    def run(self, due: list[Planned], prepare: Callable[[list[Planned]], list[Ready]],
-            again: Callable[[Ready], Ready]) -> Report:
+    def plan(self, wanted: dict[int, str], taken: set[tuple[int, str]], readers: dict[int, Reader],
+             count: int = 0) -> list[Planned]:
+        """The mails to compose: each wanted (reader, period) not already recorded; the
+        others are left out, saying so. ``count``: the items, where known before composing."""
+        due = []
+        for user_id, period in wanted.items():
+            if (user_id, period) in taken:
+                self.report.leave_out(readers[user_id], f"already sent for {period}")
+                self.report.already += 1
+            else:
+                due.append(Planned(readers[user_id], period, count))
+        return due
+
+    def run(self, due: list[Planned], prepare: Callable[[list[Planned]], list[Ready]]) -> Report:
         """One batch is recorded in a second thread while the next is composed, as for
         digests: the commit's fsync (and any wait for SQLite's write lock while the
         outbox worker marks mail sent) overlaps with composing. One batch at most is in
-        flight, and outcomes are counted in order."""
+        flight, and outcomes are counted in order. A mail that lost a race is composed
+        again from its plan."""
+        def again(ready: Ready) -> Ready:
+            return prepare([ready.planned])[0]
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkin-record") as recorder:
             recording: tuple[list[Ready], Future[list[str]]] | None = None
             for start in range(0, len(due), BATCH):
@@ -293,14 +308,7 @@ def send_questions(settings: Settings, engine: Engine, *, now: datetime | None =
             else:
                 wanted[reader.id] = day
         taken = taken_periods(session, QUESTION, wanted)
-    by_id = {r.id: r for r in readers}
-    due = []
-    for user_id, day in wanted.items():
-        if (user_id, day) in taken:
-            report.leave_out(by_id[user_id], f"already sent for {day}")
-            report.already += 1
-        else:
-            due.append(Planned(by_id[user_id], day, 1))
+    due = runner.plan(wanted, taken, {r.id: r for r in readers}, count=1)  # one question
 
     def prepare(batch: list[Planned]) -> list[Ready]:
         tokens = new_tokens(len(batch))
@@ -309,9 +317,7 @@ def send_questions(settings: Settings, engine: Engine, *, now: datetime | None =
                        "skipped": False, "created_at": now})
                 for p, token in zip(batch, tokens)]
 
-    def again(ready: Ready) -> Ready:
-        return prepare([ready.planned])[0]
-    return runner.run(due, prepare, again)
+    return runner.run(due, prepare)
 
 
 # --- the round-up -------------------------------------------------------------------------
@@ -367,13 +373,7 @@ def send_roundups(settings: Settings, engine: Engine, *, now: datetime | None = 
             else:
                 wanted[reader.id] = day
         taken = taken_periods(session, ROUNDUP, wanted)
-        due = []
-        for user_id, day in wanted.items():
-            if (user_id, day) in taken:
-                report.leave_out(chart.readers[user_id], f"already sent for {day}")
-                report.already += 1
-            else:
-                due.append(Planned(chart.readers[user_id], day))
+        due = runner.plan(wanted, taken, chart.readers)
         days = sorted({p.period for p in due})
         answers = load_answers(session, chart, days)
         skips = load_skips(session, chart, days)
@@ -398,9 +398,7 @@ def send_roundups(settings: Settings, engine: Engine, *, now: datetime | None = 
             ready.append(Ready(Planned(planned.reader, planned.period, count), mail, row, minted))
         return ready
 
-    def again(ready: Ready) -> Ready:
-        return prepare([ready.planned])[0]
-    return runner.run(due, prepare, again)
+    return runner.run(due, prepare)
 
 
 # --- the leader's week --------------------------------------------------------------------
@@ -467,13 +465,7 @@ def send_rollups(settings: Settings, engine: Engine, *, now: datetime | None = N
             else:
                 wanted[reader.id] = week
         taken = taken_periods(session, ROLLUP, wanted)
-        due = []
-        for user_id, week in wanted.items():
-            if (user_id, week) in taken:
-                report.leave_out(chart.readers[user_id], f"already sent for {week}")
-                report.already += 1
-            else:
-                due.append(Planned(chart.readers[user_id], week))
+        due = runner.plan(wanted, taken, chart.readers)
         ends = previous_week_ends(session, [p.reader.id for p in due])
         since = {p.reader.id: max(ends[p.reader.id], now - MAX_WEEK_LOOKBACK) if p.reader.id in ends else now - WEEK
                  for p in due}
@@ -498,9 +490,7 @@ def send_rollups(settings: Settings, engine: Engine, *, now: datetime | None = N
             ready.append(Ready(Planned(planned.reader, planned.period, week.count), mail, row, minted))
         return ready
 
-    def again(ready: Ready) -> Ready:
-        return prepare([ready.planned])[0]
-    return runner.run(due, prepare, again)
+    return runner.run(due, prepare)
 
 
 # --- previews -----------------------------------------------------------------------------
