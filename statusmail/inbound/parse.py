@@ -255,9 +255,9 @@ def header_bounds_problem(raw: bytes) -> str:
     return ""
 
 
-BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]{1,%d})"|([^\s;"]{1,%d}))' % (MAX_BOUNDARY, MAX_BOUNDARY),
-                      re.IGNORECASE)
-CONTAINER = re.compile(rb"^content-type[ \t]*:[ \t\r\n]*(?:multipart|message)/", re.IGNORECASE | re.MULTILINE)
+# Both are matched against the message folded to lower case (see prescan).
+BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]{1,%d})"|([^\s;"]{1,%d}))' % (MAX_BOUNDARY, MAX_BOUNDARY))
+CONTAINER = re.compile(rb"^content-type[ \t]*:[ \t\r\n]*(?:multipart|message)/", re.MULTILINE)
 
 
 def prescan(raw: bytes) -> str:
@@ -268,14 +268,21 @@ def prescan(raw: bytes) -> str:
     those boundaries (a part each), and multipart or message containers (the nesting).
     The exact counts after parsing (:func:`count_parts`) still apply; this only keeps the
     parser from ever seeing a message far beyond them.
+
+    The patterns run on a lower-case copy: ASCII folding keeps every offset, so a
+    boundary is cut from ``raw`` with its case intact, and a case-sensitive pattern with
+    a literal prefix is searched several times faster than ``re.IGNORECASE`` (8.7 MB of
+    empty parts: 95 ms before).
     """
-    if not re.search(rb"(?i)multipart/|message/", raw):
+    folded = raw.lower()
+    if b"multipart/" not in folded and b"message/" not in folded:
         return ""
-    if len(CONTAINER.findall(raw, 0)) > MAX_PARTS:  # bounded: at most one match per line
+    if folded.count(b"content-type") > MAX_PARTS and len(CONTAINER.findall(folded)) > MAX_PARTS:
         return f"more than {MAX_PARTS} nested MIME containers"
     boundaries: set[bytes] = set()
-    for match in BOUNDARY.finditer(raw):
-        boundaries.add(match.group(1) or match.group(2))
+    for match in BOUNDARY.finditer(folded):
+        group = 1 if match.start(1) >= 0 else 2
+        boundaries.add(raw[match.start(group):match.end(group)])
         if len(boundaries) > MAX_PARTS:
             return f"more than {MAX_PARTS} MIME boundaries"
     if boundaries:
