@@ -75,11 +75,26 @@ class Incoming:
             sender=clean(self.sender or self.envelope.mail_from), recipients=clean(", ".join(self.envelope.rcpt_tos)),
             peer=self.envelope.peer, source=self.envelope.source, outcome=outcome.status.value,
             reason=outcome.reason.name.lower(), detail=clean(outcome.detail[:1000]),
-            # Over the size limit the bytes are not kept (over IMAP they were never fetched).
-            raw=None if outcome.reason in (Reason.DUPLICATE, Reason.TOO_LARGE) else self.raw, defects="; ".join(self.defects)[:1000])
+            raw=self.raw if keeps_raw(outcome, len(self.raw)) else None, defects="; ".join(self.defects)[:1000])
         if not stored:
             return Decision(log=log, stored=False)
         # Whether the sender gets an answer is the reason's to say, not the stage's.
         answered = outcome.disposition.answered
         changes = [c for c in self.changes if answered or not isinstance(c, QueueNotice)]
         return Decision(log=log, new_user=self.user if self.new_user else None, post=self.post, changes=changes)
+
+
+# A refused message's bytes are kept (for ``statusmail reprocess``, say after adding its
+# sender) up to this size: a status update is a few KiB even as HTML with a logo, and
+# without a cap each refused worst-case message wrote its 10 MiB again (bench/hostile.py).
+MAX_REFUSED_RAW = 256 * 1024
+
+
+def keeps_raw(outcome: Outcome, size: int) -> bool:
+    """Whether the log row keeps the raw bytes: not for a duplicate (the first has them),
+    not over the size limit (over IMAP they were never fetched), not for a large refusal
+    (5xx: the sender has it). A deferral keeps them: ``reprocess`` needs them after an
+    internal error."""
+    if outcome.reason in (Reason.DUPLICATE, Reason.TOO_LARGE):
+        return False
+    return not outcome.disposition.smtp.startswith("5") or size <= MAX_REFUSED_RAW

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from statusmail.inbound.incoming import MAX_REFUSED_RAW
 from statusmail.inbound.outcome import REFUSED_UNPARSEABLE
 
 HEAD = (b"From: Alice <alice@corp.example>\r\nTo: status@corp.example\r\nMessage-ID: <%s@corp.example>\r\n"
@@ -57,7 +58,8 @@ def test_unparseable_mail_is_refused_554_and_logged_once(hostile, name):
     assert (code, text) == (554, REFUSED_UNPARSEABLE.removeprefix("554 "))
     [entry] = hostile.log()
     assert (entry.outcome, entry.reason) == ("refused", "unparseable")
-    assert entry.detail and entry.raw == raw  # kept for `statusmail reprocess`
+    # Kept for `statusmail reprocess`, unless it is beyond what a refusal keeps.
+    assert entry.detail and entry.raw == (raw if len(raw) <= MAX_REFUSED_RAW else None)
     assert hostile.posts() == [] and hostile.outbox() == []
     # The next, ordinary message of the same sender goes through.
     assert gw.send(HEAD.replace(b"%s", b"next") + b"\r\nAll good\r\n")[0] == 250
@@ -72,6 +74,7 @@ def test_the_866000_empty_parts_message_is_refused_before_it_is_parsed(hostile):
     assert (code, text) == (554, REFUSED_UNPARSEABLE.removeprefix("554 "))
     [entry] = hostile.log()
     assert entry.reason == "unparseable" and entry.detail == "more than 200 MIME parts (refused before parsing)"
+    assert entry.raw is None  # 8.7 MB refused again and again must not fill the database
 
 
 PYTHON_CODECS = {
