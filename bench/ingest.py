@@ -55,8 +55,9 @@ class Discard:
 
 
 def run_discard_server(port: int) -> None:
-    """aiosmtpd on loop.create_server, like the gateway, answering 250 and keeping nothing."""
-    from aiosmtpd.smtp import SMTP
+    """aiosmtpd on loop.create_server, like the gateway, answering 250 and keeping nothing;
+    DATA read in chunks as the gateway reads it (``ChunkedDataSMTP``)."""
+    from statusmail.gateway.smtpdata import ChunkedDataSMTP as SMTP
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

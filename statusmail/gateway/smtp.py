@@ -30,7 +30,7 @@ from statusmail.config import Settings
 from statusmail.errors import StoreUnavailable
 from statusmail.gateway.batcher import Batcher
 from statusmail.gateway.smtpauth import Authenticator
-from statusmail.gateway.smtpdata import read_data
+from statusmail.gateway.smtpdata import ChunkedDataSMTP
 from statusmail.inbound.envelope import Envelope
 from statusmail.inbound.outcome import DEFERRED_ERROR, DEFERRED_STORE, REFUSED_SESSION, Outcome, Reason, smtp_reply
 from statusmail.inbound.pipeline import record_refusal, run
@@ -218,35 +218,8 @@ class StatusHandler:
         return DEFERRED_ERROR
 
 
-class GatewaySMTP(SMTP):
-    """aiosmtpd's SMTP with its own refusals spoken in RFC 3463 terms and logged, and
-    DATA read in chunks (gateway/smtpdata.py)."""
-
-    async def smtp_DATA(self, arg: str) -> None:
-        # aiosmtpd's checks and replies before the data, in its order.
-        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
-            return
-        assert self.envelope is not None
-        if not self.envelope.rcpt_tos:
-            await self.push("503 Error: need RCPT command")
-            return
-        if arg:
-            await self.push("501 Syntax: DATA")
-            return
-        await self.push("354 End data with <CR><LF>.<CR><LF>")
-        try:
-            content, problem = await read_data(self._reader, self.data_size_limit, self.line_length_limit)
-        except asyncio.CancelledError:  # the connection went away during DATA
-            self._writer.close()
-            raise
-        if problem:  # push() logs it with the envelope and answers in RFC 3463 terms
-            await self.push(problem)
-            self._set_post_data_state()
-            return
-        self.envelope.content = self.envelope.original_content = content
-        status = await self._call_handler_hook("DATA")
-        self._set_post_data_state()
-        await self.push(status)
+class GatewaySMTP(ChunkedDataSMTP):
+    """The gateway's SMTP: aiosmtpd's own refusals spoken in RFC 3463 terms and logged."""
 
     def push(self, status: str) -> Awaitable[None]:  # type: ignore[override]
         # Not a coroutine itself: every reply line of every session passes here, and an

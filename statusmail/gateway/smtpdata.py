@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 
+from aiosmtpd.smtp import SMTP
+
 END = b"\r\n.\r\n"
 LINE_START = b"\r\n"  # the data begins at a line start, so an empty message is ".\r\n"
 # read(n) returns at most what the reader holds; with n beyond any buffer it takes all of
@@ -28,6 +30,36 @@ TOO_MUCH = "552 Error: Too much mail data"
 LINE_TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"
 # A bytes.translate table: CR and LF to LF, every other octet to "a".
 LINE_BREAKS = bytes(ord("\n") if octet in b"\r\n" else ord("a") for octet in range(256))
+
+
+class ChunkedDataSMTP(SMTP):
+    """aiosmtpd's SMTP with DATA read in chunks (gateway/smtpdata.py), its replies unchanged."""
+
+    async def smtp_DATA(self, arg: str) -> None:
+        # aiosmtpd's checks and replies before the data, in its order.
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            content, problem = await read_data(self._reader, self.data_size_limit, self.line_length_limit)
+        except asyncio.CancelledError:  # the connection went away during DATA
+            self._writer.close()
+            raise
+        if problem:  # aiosmtpd's own text for it, which GatewaySMTP.push logs and rewords
+            await self.push(problem)
+            self._set_post_data_state()
+            return
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push(status)
 
 
 async def read_data(reader: asyncio.StreamReader, size_limit: int | None, line_limit: int) -> tuple[bytes, str]:
