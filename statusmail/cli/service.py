@@ -154,7 +154,7 @@ def reprocess(app: App, log_id: int, as_json: bool) -> None:
         if entry is None:
             raise click.ClickException(f"no such log entry: {log_id}")
         if entry.raw is None:
-            raise click.ClickException(f"log entry {log_id} has no raw message (refused before DATA, or pruned)")
+            raise click.ClickException(f"log entry {log_id} has no raw message (refused before DATA, a refusal over 256 KiB, or pruned)")
         raw, sender = entry.raw, entry.sender
         recipients = tuple(r.strip() for r in entry.recipients.split(",") if r.strip())
     outcome = run(raw, Envelope(mail_from=sender, rcpt_tos=recipients, source="reprocess"), app.settings, app.engine)
