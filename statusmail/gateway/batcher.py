@@ -9,7 +9,9 @@ being stored, the next one gathers; when it returns, everything waiting (up to
 :data:`MAX_BATCH`) goes as the next batch. :func:`~statusmail.inbound.pipeline.commit_batch`
 decides every message, records the decisions in one transaction, and only after that
 commit has returned are the futures settled. A refused message writes only its log row;
-a failed commit answers every message of the batch ``451 4.3.0`` and stores none of them.
+a database that fails the commit answers every message of the batch ``451 4.3.0`` and
+stores none of them; any other failure is retried message by message, deferring only
+the message that causes it.
 
 A lone message is sent on at once, so an idle gateway answers no later than without
 batching.

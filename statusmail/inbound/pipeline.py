@@ -14,7 +14,8 @@ sessions as one batch (group commit, ``gateway/batcher.py``, in the writer proce
 ``gateway/writer.py``); IMAP, ``inject`` and ``reprocess`` hand it batches of one
 (:func:`run`). A message the stages cannot handle (a bug) is refused on its own and
 logged with its raw bytes; a database failure loses the whole batch, and every message
-in it is answered as deferred.
+in it is answered as deferred. Any other failure while recording is retried message by
+message, so only the message that causes it is deferred.
 """
 
 from __future__ import annotations
@@ -129,8 +130,13 @@ def commit_batch(settings: Settings, engine: Engine, jobs: list[Job],
         log.error("database unavailable, %d message(s) deferred: %s", len(jobs), exc)
         return [Outcome(Reason.STORE_UNAVAILABLE, str(exc))] * len(jobs)
     except Exception:
-        log.exception("recording %d message(s) failed; all deferred", len(jobs))
-        return [Outcome(Reason.INTERNAL_ERROR, "internal error")] * len(jobs)
+        if len(jobs) > 1:
+            # One message's failure must not defer the others, again at every retry of
+            # its sender: each is recorded alone, and only the failing one is deferred.
+            log.exception("recording a batch of %d messages failed; each is recorded alone", len(jobs))
+            return [commit_batch(settings, engine, [job], before_commit)[0] for job in jobs]
+        log.exception("recording a message failed; deferred")
+        return [Outcome(Reason.INTERNAL_ERROR, "internal error")]
     for (mail, _, _), outcome in zip(decided, outcomes):
         log_outcome(mail, outcome)
     return outcomes

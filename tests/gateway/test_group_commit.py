@@ -20,7 +20,15 @@ from statusmail.config import Settings
 from statusmail.errors import StoreUnavailable
 from statusmail.gateway.batcher import Batcher
 from statusmail.inbound.envelope import Envelope
-from statusmail.inbound.outcome import DEFERRED_STORE, OK_DUPLICATE, OK_POSTED, Outcome, Reason, smtp_reply
+from statusmail.inbound.outcome import (
+    DEFERRED_ERROR,
+    DEFERRED_STORE,
+    OK_DUPLICATE,
+    OK_POSTED,
+    Outcome,
+    Reason,
+    smtp_reply,
+)
 from statusmail.store.models import InboundLog, Post, User
 from tests.conftest import RunningGateway, make_mail
 
@@ -217,3 +225,23 @@ def test_a_batch_takes_no_more_bytes_than_its_cap(settings: Settings, engine: An
     assert [o.reason for o in outcomes] == [Reason.POSTED] * 3
     assert batcher.batches == 2
     assert counts(engine) == (3, 3, 0)
+
+
+def test_a_message_that_fails_to_record_defers_only_itself(settings: Settings, engine: Any) -> None:
+    """A fault in recording one message (not the database being down) is retried message
+    by message: the others of its batch are stored and answered 250, it alone gets 451."""
+    def fail_on_poison(session: Session) -> None:
+        if session.exec(select(Post.id).where(col(Post.body).contains("poison"))).first() is not None:
+            raise RuntimeError("a recording fault that only this message triggers (injected)")
+
+    batcher = Batcher(settings, engine)
+    batcher.before_commit = fail_on_poison
+    items = [(raw_of(sender=f"user{n}@corp.example", body=f"update {n}"), envelope(f"user{n}@corp.example"))
+             for n in range(3)]
+    items.insert(1, (raw_of(sender="mallory@corp.example", body="poison pill"), envelope("mallory@corp.example")))
+    outcomes = run_one_batch(batcher, items)
+    assert [smtp_reply(o.reason) for o in outcomes] == [OK_POSTED, DEFERRED_ERROR, OK_POSTED, OK_POSTED]
+    with Session(engine) as session:
+        assert sorted(session.exec(select(Post.body))) == ["Billing export done\n\nupdate 0",
+                                                           "Billing export done\n\nupdate 1",
+                                                           "Billing export done\n\nupdate 2"]
