@@ -33,7 +33,7 @@ LINE_BREAKS = bytes(ord("\n") if octet in b"\r\n" else ord("a") for octet in ran
 
 
 class ChunkedDataSMTP(SMTP):
-    """aiosmtpd's SMTP with DATA read in chunks (gateway/smtpdata.py), its replies unchanged."""
+    """aiosmtpd's SMTP with DATA read by :func:`read_data`, its replies and checks unchanged."""
 
     async def smtp_DATA(self, arg: str) -> None:
         # aiosmtpd's checks and replies before the data, in its order.
