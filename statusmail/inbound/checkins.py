@@ -7,7 +7,8 @@ holds); these stages add only what makes it an answer:
 
 - :func:`find_question` (before ``threads.find_parent``): the token names the day's
   question; someone else's token is refused as for any reply address. A second answer
-  the same day is a reply to the first (while that one is visible).
+  the same day is a reply to the first (while that one is visible), also when the first
+  is earlier in the same batch and not yet recorded (``record.answer_in_batch``).
 - :func:`skip_or_answer` (after ``text.extract_text``): ``skip`` posts nothing and
   records the day as skipped.
 - :func:`tag_answer` (after ``text.find_tags_and_mentions``): the post carries
@@ -31,6 +32,7 @@ from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.outcome import Discarded, Reason, Refused
 from statusmail.inbound.recipients import Kind
 from statusmail.store.models import Checkin, Post, utcnow
+from statusmail.store.record import NewPost, answer_in_batch
 
 SKIP = re.compile(r"skip[\s.!]*", re.IGNORECASE)
 
@@ -49,10 +51,17 @@ def find_question(mail: Incoming) -> None:
     if question.user_id != mail.user.id:
         raise Refused(Reason.WRONG_REPLIER, f"check-in reply address belongs to another user, not {mail.sender}")
     mail.question = question
+    mail.parent = first_answer(mail, question)
+
+
+def first_answer(mail: Incoming, question: Checkin) -> Post | NewPost | None:
+    """The day's first answer while it is visible: stored, or decided earlier in this
+    batch (concurrent sessions share one batch, and its answer is recorded only with it)."""
     if question.answer_post_id is not None:
         first = mail.session.get(Post, question.answer_post_id)
         if first is not None and first.status == "visible":
-            mail.parent = first
+            return first
+    return answer_in_batch(mail.session, question.id)
 
 
 def skip_or_answer(mail: Incoming) -> None:

@@ -160,7 +160,7 @@ def mute_command(muted: bool) -> Callable[[Incoming, str], str]:
             return "not done: send mute/unmute as a reply to a mail about the thread"
         thread_id, name = root.id, f'"{first_line(root.body, 80)}"'  # named by its first line, never its id
         state = "muted" if muted else "unmuted"
-        earlier = [c.muted for c in mail.changes if isinstance(c, MuteChange) and c.thread_id == thread_id]
+        earlier = [c.muted for c in mail.changes if isinstance(c, MuteChange) and c.thread == thread_id]
         if (earlier[-1] if earlier else is_muted(mail.session, mail.user, thread_id)) == muted:
             return f"thread {name} was already {state}"
         mail.changes.append(MuteChange(mail.user, thread_id, muted))

@@ -42,7 +42,7 @@ class Incoming:
     user: User | None = None
     new_user: bool = False
     unauthenticated: bool = False  # failed sender_auth but held, not refused (IMAP)
-    parent: Post | None = None
+    parent: Post | NewPost | None = None  # a NewPost: the day's first answer, earlier in this batch
     question: Checkin | None = None  # the daily question this answers (inbound/checkins.py)
     text: str = ""  # the post's text
     removed: str = ""  # what trimming cut (quotes, signatures), kept for moderators

@@ -19,6 +19,7 @@ from statusmail.outbound.notify import first_line
 from statusmail.store.follows import MuteChange, is_muted
 from statusmail.store.likes import LikeChange
 from statusmail.store.models import Post
+from statusmail.store.record import NewPost
 from statusmail.store.users import SetUserFields
 
 LIKE_WORDS = frozenset({"+1", "like", "\N{THUMBS UP SIGN}"})
@@ -51,21 +52,32 @@ def act_on_keyword(mail: Incoming) -> None:
     if not keyword:
         return
     user = mail.user
-    assert user is not None and parent.id is not None and parent.thread_id is not None
+    assert user is not None
+    # The parent may be a post of this same batch (a second check-in answer): ids are
+    # read when the changes apply, and a thread that begins in this batch is muted by no one.
     if keyword == "like":
-        mail.changes.append(LikeChange(user, parent.id))
-        raise Discarded(Reason.LIKED, f"{mail.sender} likes post {parent.id}")
-    root = mail.session.get(Post, parent.thread_id) or parent
-    topic = first_line(root.body, 80)
+        mail.changes.append(LikeChange(user, parent))
+        raise Discarded(Reason.LIKED, f"{mail.sender} likes post {parent.id or 'of the same batch'}")
+    thread = parent.thread_id
+    topic = first_line(thread_root(mail, parent).body, 80)
     if keyword == "unsubscribe":
         mail.changes.append(SetUserFields(user, (("digest", "off"),)))
         line = "Unsubscribed: no more digests. Replies and mentions still arrive; send \"digest daily\" to resume."
     else:
         muted = keyword == "mute"
-        if is_muted(mail.session, user, parent.thread_id) != muted:
-            mail.changes.append(MuteChange(user, parent.thread_id, muted))
+        if (thread is not None and is_muted(mail.session, user, thread)) != muted:
+            mail.changes.append(MuteChange(user, thread if thread is not None else parent, muted))
         line = (f"Muted: no more mail about \"{topic}\". Send \"unmute\" in a reply to resume." if muted
                 else f"Unmuted: mail about \"{topic}\" arrives again.")
     mail.changes.append(QueueNotice(mail.settings, user, "keyword", subject=f"Re: {topic}",
                                     context={"confirmation": line}, in_reply_to=mail.message_id))
-    raise Discarded(Reason.KEYWORD, f"{keyword} (thread {parent.thread_id})")
+    raise Discarded(Reason.KEYWORD, f"{keyword} (thread {thread or 'begun in the same batch'})")
+
+
+def thread_root(mail: Incoming, parent: Post | NewPost) -> Post | NewPost:
+    """The first post of ``parent``'s thread: stored, or decided earlier in this batch."""
+    while isinstance(parent, NewPost) and parent.parent is not None:
+        parent = parent.parent
+    if isinstance(parent, NewPost) or parent.thread_id is None:
+        return parent
+    return mail.session.get(Post, parent.thread_id) or parent

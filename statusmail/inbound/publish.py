@@ -34,10 +34,10 @@ def collect_holds(mail: Incoming) -> None:
             if any(re.search(pattern, text, re.IGNORECASE) for text in texts):
                 mail.holds.append(f"matches hold pattern {pattern!r}")
     parent = mail.parent
-    if parent is not None and parent.thread_id is not None:
+    if parent is not None:
         # Two auto-responders nobody recognised answer each other's notifications: at
         # most this many posts an hour, and nobody is mailed beyond it (SPEC §2).
-        replies = recent_replies(mail.session, mail.user, parent.thread_id, since=mail.now - timedelta(hours=1))
+        replies = recent_replies(mail.session, mail.user, parent, since=mail.now - timedelta(hours=1))
         if replies >= policy.thread_replies_per_hour:
             mail.holds.append(f"{replies} replies to this thread in the last hour "
                               f"(policy.thread_replies_per_hour is {policy.thread_replies_per_hour})")
@@ -57,7 +57,8 @@ def decide_post(mail: Incoming) -> None:
                         parent=parent, message_id=mail.message_id or new_message_id(mail.settings),
                         thread_index="" if parent else new_thread_index(mail.now),
                         status="held" if mail.holds else "visible", status_reason="; ".join(mail.holds),
-                        tags=list(mail.tags), mentioned=list(mail.mentioned))
+                        tags=list(mail.tags), mentioned=list(mail.mentioned),
+                        checkin_id=mail.question.id if mail.question is not None else None)
     if mail.holds:
         raise Held(mail.holds)
     if anyone_to_tell(is_reply=parent is not None, mentions=bool(mail.mentioned)):

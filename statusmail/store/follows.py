@@ -7,11 +7,15 @@ same changes as a decision asks for them, applied by the inbound recorder.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlmodel import Session, col, select
 
-from statusmail.store.models import Follow, Mute, User
+from statusmail.store.models import Follow, Mute, Post, User
 from statusmail.store.users import find_user, find_user_by_handle
+
+if TYPE_CHECKING:
+    from statusmail.store.record import NewPost
 
 
 class UnknownTarget(ValueError):
@@ -115,9 +119,13 @@ class FollowChange:
 @dataclass(frozen=True)
 class MuteChange:
     user: User
-    thread_id: int
+    # The thread's id, or a post whose thread it is, read when this applies: a thread
+    # that begins in the same batch has an id only once recorded.
+    thread: int | Post | NewPost
     muted: bool
 
     def apply(self, session: Session) -> bool:
-        set_mute(session, self.user, self.thread_id, self.muted)
+        thread_id = self.thread if isinstance(self.thread, int) else self.thread.thread_id
+        if thread_id is not None:
+            set_mute(session, self.user, thread_id, self.muted)
         return False

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from statusmail.store.models import Like, User
+from statusmail.store.models import Like, Post, User
+
+if TYPE_CHECKING:
+    from statusmail.store.record import NewPost
 
 
 def like_counts(session: Session, post_ids: Iterable[int | None]) -> dict[int, int]:
@@ -34,10 +38,13 @@ class LikeChange:
     liker has an id; a second like of the same post by the same reader is a no-op."""
 
     user: User
-    post_id: int
+    post: Post | NewPost  # its id is read when applied: a post of the same batch has none before
 
     def apply(self, session: Session) -> bool:
-        if session.get(Like, (self.user.id, self.post_id)) is None:
-            session.add(Like(user_id=self.user.id, post_id=self.post_id))  # type: ignore[arg-type]
+        post_id = self.post.id
+        if post_id is None:  # a post of this batch whose message another process stored first
+            return False
+        if session.get(Like, (self.user.id, post_id)) is None:
+            session.add(Like(user_id=self.user.id, post_id=post_id))  # type: ignore[arg-type]
             session.flush()
         return False

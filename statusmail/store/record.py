@@ -13,8 +13,11 @@ sequence), so a log row names its post and a root post names itself as its threa
 the same statement that writes it, with no UPDATE afterwards.
 
 Later decisions of a batch see the earlier ones through :class:`Pending`: their dedupe
-keys, their new users (for :func:`~statusmail.store.users.find_user`), handles and
-posts per author. Two processes on PostgreSQL can still race on one Message-ID: the log
+keys, their new users (for :func:`~statusmail.store.users.find_user`), handles, posts
+per author, replies per thread and answers per check-in question. A post may reply to
+a post decided earlier in the same batch (a :class:`NewPost` as its ``parent``): ids
+are given out in the batch's order, so the parent's id and thread are known when the
+reply's row is written. Two processes on PostgreSQL can still race on one Message-ID: the log
 row's ``ON CONFLICT DO NOTHING`` decides, and the decision that lost writes nothing but
 a duplicate's log row.
 
@@ -52,14 +55,21 @@ class NewPost:
     body: str
     trimmed: str
     created_at: datetime
-    parent: Post | None
+    parent: Post | NewPost | None  # a NewPost: a post decided earlier in this batch
     message_id: str
     thread_index: str
     status: str = "visible"
     status_reason: str = ""
     tags: list[str] = field(default_factory=list)
     mentioned: list[User] = field(default_factory=list)  # their ids are read when recorded
+    checkin_id: int | None = None  # the daily question this post answers (SPEC §7)
     id: int | None = None
+
+    @property
+    def thread_id(self) -> int | None:
+        """The thread's id, as for a :class:`Post`; None until the batch is recorded when
+        the thread begins in this batch."""
+        return self.parent.thread_id if self.parent is not None else self.id
 
 
 @dataclass
@@ -77,6 +87,10 @@ class Decision:
     queued: bool = False  # a change wrote mail to the outbox
 
 
+# A thread: its id, or for one that begins in this batch (no id yet) its root's identity.
+ThreadKey = int | tuple[str, int]
+
+
 @dataclass
 class Pending:
     """What the decided but not yet recorded messages of this batch will write."""
@@ -84,10 +98,20 @@ class Pending:
     keys: set[str] = field(default_factory=set)
     users_by_handle: dict[str, User] = field(default_factory=dict)
     posts_by: Counter[str] = field(default_factory=Counter)  # by author address
-    replies_by: Counter[tuple[str, int]] = field(default_factory=Counter)  # by (author address, thread id)
+    replies_by: Counter[tuple[str, ThreadKey]] = field(default_factory=Counter)  # by (author address, thread)
+    answers: dict[int, NewPost] = field(default_factory=dict)  # the first visible answer by check-in id
 
 
 PENDING = "statusmail.pending"  # session.info key
+
+
+def thread_key(parent: Post | NewPost) -> ThreadKey:
+    """The thread that a reply to ``parent`` joins."""
+    if parent.thread_id is not None:
+        return parent.thread_id
+    while isinstance(parent, NewPost) and parent.parent is not None:
+        parent = parent.parent
+    return ("new", id(parent))
 
 
 def pending(session: Session) -> Pending:
@@ -108,11 +132,13 @@ def note_decision(session: Session, decision: Decision) -> None:
     if decision.new_user is not None:
         session.info.setdefault(USERS_BY_EMAIL, {})[decision.new_user.email] = decision.new_user
         batch.users_by_handle[decision.new_user.handle] = decision.new_user
-    if decision.post is not None:
-        batch.posts_by[decision.post.author.email] += 1
-        parent = decision.post.parent
-        if parent is not None and parent.thread_id is not None:
-            batch.replies_by[(decision.post.author.email, parent.thread_id)] += 1
+    post = decision.post
+    if post is not None:
+        batch.posts_by[post.author.email] += 1
+        if post.parent is not None:
+            batch.replies_by[(post.author.email, thread_key(post.parent))] += 1
+        if post.checkin_id is not None and post.status == "visible":
+            batch.answers.setdefault(post.checkin_id, post)
 
 
 def already_recorded(session: Session, dedupe_key: str) -> int | None:
@@ -196,11 +222,15 @@ def insert_posts(session: Session, posts: list[NewPost]) -> None:
     if not posts:
         return
     rows = []
-    for post in posts:
+    for post in posts:  # in the batch's order: a parent of the same batch comes before its replies
         assert post.id is not None and post.author.id is not None
+        if isinstance(post.parent, NewPost) and post.parent.id is None:
+            # The parent's message lost its race to another process (a duplicate), whose
+            # row this batch does not know: the reply begins a thread of its own.
+            post.parent = None
         parent = post.parent
         rows.append({"id": post.id, "author_id": post.author.id, "body": post.body, "trimmed": post.trimmed,
-                     "created_at": post.created_at, "thread_id": parent.thread_id if parent else post.id,
+                     "created_at": post.created_at, "thread_id": post.thread_id,
                      "parent_id": parent.id if parent else None, "status": post.status,
                      "status_reason": post.status_reason, "message_id": post.message_id,
                      "thread_index": post.thread_index})
@@ -270,17 +300,24 @@ POSTS_SINCE = Direct(select(func.count()).select_from(POSTS)
                      .where(POSTS.c.author_id == bindparam("author_id"), POSTS.c.created_at >= bindparam("since")))
 
 
-def recent_replies(session: Session, user: User, thread_id: int, since: datetime) -> int:
-    """Replies by ``user`` in thread ``thread_id`` at or after ``since``, this batch's included."""
+def recent_replies(session: Session, user: User, parent: Post | NewPost, since: datetime) -> int:
+    """Replies by ``user`` in the thread of ``parent`` at or after ``since``, this batch's
+    included (a thread begun in this batch has only those)."""
+    thread = thread_key(parent)
     stored = 0
-    if user.id is not None:
-        stored = REPLIES_SINCE.scalar(session, {"author_id": user.id, "thread_id": thread_id, "since": since}) or 0
-    return stored + pending(session).replies_by[(user.email, thread_id)]
+    if user.id is not None and isinstance(thread, int):
+        stored = REPLIES_SINCE.scalar(session, {"author_id": user.id, "thread_id": thread, "since": since}) or 0
+    return stored + pending(session).replies_by[(user.email, thread)]
 
 
 REPLIES_SINCE = Direct(select(func.count()).select_from(POSTS)
                        .where(POSTS.c.author_id == bindparam("author_id"), POSTS.c.thread_id == bindparam("thread_id"),
                               POSTS.c.parent_id.is_not(None), POSTS.c.created_at >= bindparam("since")))
+
+
+def answer_in_batch(session: Session, checkin_id: int | None) -> NewPost | None:
+    """The first visible answer to this check-in question decided earlier in this batch."""
+    return pending(session).answers.get(checkin_id) if checkin_id is not None else None
 
 
 def handle_taken_in_batch(session: Session, handle: str) -> bool:

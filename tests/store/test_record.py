@@ -87,6 +87,44 @@ def test_a_message_another_process_stored_first_is_a_duplicate_and_the_batch_goe
     assert rows[2].id == raced.log_id
 
 
+def new_post(author: User, body: str, parent: Post | NewPost | None = None) -> NewPost:
+    return NewPost(author=author, body=body, trimmed="", created_at=author.created_at, parent=parent,
+                   message_id=f"<{body.replace(' ', '-')}@corp.example>", thread_index="")
+
+
+def test_a_reply_to_a_post_of_the_same_batch_names_it_as_parent_and_thread(settings: Any, engine: Any) -> None:
+    """A second check-in answer decided with the first (inbound/checkins.py) replies to it."""
+    with transaction(engine) as session:
+        begin_immediate(session)
+        alice = new_user(session, "alice@corp.example")
+        root = new_post(alice, "the answer")
+        reply = new_post(alice, "a second answer", parent=root)
+        deeper = new_post(alice, "a third", parent=reply)
+        record_batch(session, [Decision(log={"outcome": "accepted", "reason": "posted"}, new_user=alice, post=root),
+                               Decision(log={"outcome": "accepted", "reason": "replied"}, post=reply),
+                               Decision(log={"outcome": "accepted", "reason": "replied"}, post=deeper)])
+    with Session(engine) as session:
+        stored = {p.body: (p.id, p.parent_id, p.thread_id) for p in session.exec(select(Post))}
+    assert stored == {"the answer": (root.id, None, root.id), "a second answer": (reply.id, root.id, root.id),
+                      "a third": (deeper.id, reply.id, root.id)}
+
+
+def test_a_reply_to_a_post_of_the_batch_that_lost_its_race_begins_its_own_thread(settings: Any, engine: Any) -> None:
+    key = "mid:raced"
+    with transaction(engine) as session:
+        begin_immediate(session)
+        alice = new_user(session, "alice@corp.example")
+        raced = new_post(alice, "raced")
+        reply = new_post(alice, "its reply", parent=raced)
+        insert_values(session, InboundLog, outcome="accepted", reason="posted", dedupe_key=key)  # another process
+        record_batch(session, [Decision(log={"outcome": "accepted", "reason": "posted", "dedupe_key": key},
+                                        new_user=alice, post=raced),
+                               Decision(log={"outcome": "accepted", "reason": "replied"}, post=reply)])
+    with Session(engine) as session:
+        [stored] = session.exec(select(Post))
+    assert (stored.body, stored.parent_id, stored.thread_id) == ("its reply", None, stored.id)
+
+
 @pytest.mark.skipif(not PG_URL, reason="STATUSMAIL_TEST_DATABASE_URL is not set (no PostgreSQL server)")
 def test_two_processes_racing_on_one_message_id_store_one_post(settings: Any, engine: Any) -> None:
     """Two writers on PostgreSQL decide the same message at once; one post, two 250s."""
