@@ -5,10 +5,14 @@ and one day. An answer takes the path of any post (robots dropped, so an out-of-
 note never becomes an answer; trust, rate, trimming, brevity with its helpful refusal,
 holds); these stages add only what makes it an answer:
 
-- :func:`find_question` (before ``threads.find_parent``): the token names the day's
-  question; someone else's token is refused as for any reply address. A second answer
-  the same day is a reply to the first (while that one is visible), also when the first
-  is earlier in the same batch and not yet recorded (``record.answer_in_batch``).
+- :func:`find_question` (before ``commands.answer_bulk_replies`` and
+  ``threads.find_parent``): the token names the day's question; someone else's token is
+  refused as for any reply address. A client that ignores Reply-To sends the answer to
+  the question's From, the status address: it is the answer too when its threading
+  headers name the question's mail and its sender is the question's user (anyone
+  else's stays a reply to mail about no post, run as commands). A second answer the
+  same day is a reply to the first (while that one is visible), also when the first is
+  earlier in the same batch and not yet recorded (``record.answer_in_batch``).
 - :func:`skip_or_answer` (after ``text.extract_text``): ``skip`` posts nothing and
   records the day as skipped.
 - :func:`tag_answer` (after ``text.find_tags_and_mentions``): the post carries
@@ -31,27 +35,65 @@ from sqlmodel import Session, col, select
 from statusmail.inbound.incoming import Incoming
 from statusmail.inbound.outcome import Discarded, Reason, Refused
 from statusmail.inbound.recipients import Kind
-from statusmail.store.models import Checkin, Post, utcnow
+from statusmail.inbound.threads import answered_ids
+from statusmail.store.models import Checkin, Outbox, Post, utcnow
+from statusmail.store.posts import any_known_message_id
 from statusmail.store.record import NewPost, answer_in_batch
 
 SKIP = re.compile(r"skip[\s.!]*", re.IGNORECASE)
 
 
 def find_question(mail: Incoming) -> None:
-    """Recognise an answer by its token; set the first answer as the parent of a second."""
-    if mail.kind is not Kind.REPLY:
+    """Recognise an answer, by its token or by its headers; set the day's first answer
+    as the parent of a second."""
+    question = question_by_token(mail) if mail.kind is Kind.REPLY else question_by_headers(mail)
+    if question is None:
         return
+    mail.question = question
+    mail.parent = first_answer(mail, question)
+
+
+def question_by_token(mail: Incoming) -> Checkin | None:
+    """The question whose token the mail was sent to; refused when it is someone else's."""
     question = mail.session.exec(select(Checkin).where(Checkin.token == mail.token.lower())).first()
     if question is None:
-        return  # an ordinary reply token: threads.find_parent decides
-    days = mail.settings.gateway.reply_token_days
-    if days > 0 and question.created_at < utcnow() - timedelta(days=days):
+        return None  # an ordinary reply token: threads.find_parent decides
+    if expired(mail, question):
         raise Refused(Reason.UNKNOWN_TOKEN, "check-in reply token expired")
     assert mail.user is not None
     if question.user_id != mail.user.id:
         raise Refused(Reason.WRONG_REPLIER, f"check-in reply address belongs to another user, not {mail.sender}")
-    mail.question = question
-    mail.parent = first_answer(mail, question)
+    return question
+
+
+def question_by_headers(mail: Incoming) -> Checkin | None:
+    """The question a mail to the status address answers, from a client that ignored
+    the question's Reply-To (or a reply to a copy of it): the nearest Message-ID it
+    answers that we know (In-Reply-To, then References newest first, as
+    ``threads.find_parent`` reads them) is the question's, and the sender is the
+    question's user. Otherwise None, and the mail is what it was without this: a reply
+    from anyone else, or to an expired question, is a reply to mail about no post
+    (``commands.answer_bulk_replies``)."""
+    user = mail.user
+    if mail.kind is not Kind.POST or user is None or user.id is None:
+        return None
+    wanted = [m for m in answered_ids(mail) if m][:100]
+    if not wanted:
+        return None
+    # Only this user's questions: another user's reply never finds one.
+    found = dict(mail.session.exec(
+        select(Outbox.message_id, Checkin).join(Checkin, col(Checkin.outbox_id) == col(Outbox.id))
+        .where(col(Outbox.message_id).in_(wanted), Checkin.user_id == user.id)).all())
+    nearest = next((i for i, message_id in enumerate(wanted) if message_id in found), None)
+    if nearest is None or any_known_message_id(mail.session, wanted[:nearest]):
+        return None  # a nearer mail of ours (a post's, say) is what it answers
+    question = found[wanted[nearest]]
+    return None if expired(mail, question) else question
+
+
+def expired(mail: Incoming, question: Checkin) -> bool:
+    days = mail.settings.gateway.reply_token_days
+    return days > 0 and question.created_at < utcnow() - timedelta(days=days)
 
 
 def first_answer(mail: Incoming, question: Checkin) -> Post | NewPost | None:

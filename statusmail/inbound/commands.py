@@ -185,8 +185,9 @@ NEEDS_ARGUMENT = {"follow", "unfollow", "digest", "timezone", "checkin"}
 
 def answer_bulk_replies(mail: Incoming) -> None:
     """A reply to a digest, an answer or a round-up sent to the status address runs as
-    commands (text that is none gets the help answer): it is never a post."""
-    if answers_bulk_mail(mail):
+    commands (text that is none gets the help answer): it is never a post. An answer to
+    the daily question is a post (``checkins.find_question`` recognised it)."""
+    if mail.question is None and answers_bulk_mail(mail):
         run_commands(mail)
 
 

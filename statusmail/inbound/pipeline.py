@@ -77,8 +77,8 @@ SENDER: tuple[Stage, ...] = (
 
 # A post or a reply: the same stages; find_parent tells them apart (by token or headers).
 PUBLISH: tuple[Stage, ...] = SENDER + (
-    commands.answer_bulk_replies,
     checkins.find_question,
+    commands.answer_bulk_replies,
     threads.find_parent,
     senders.limit_rate,
     text.extract_text,

@@ -111,6 +111,15 @@ def thread_closed(session: Session, post: Post) -> bool:
     return root is None or root.status != "visible"
 
 
+def any_known_message_id(session: Session, message_ids: Sequence[str]) -> bool:
+    """Whether any of ``message_ids`` is a post's own or that of a mail statusmail sent."""
+    ids = [m for m in message_ids if m][:100]
+    if not ids:
+        return False
+    return any(session.exec(select(column).where(col(message_id).in_(ids)).limit(1)).first() is not None
+               for column, message_id in ((Post.id, Post.message_id), (Outbox.id, Outbox.message_id)))
+
+
 def find_post_by_message_id(session: Session, message_ids: Sequence[str]) -> Post | None:
     """The post that the first known Message-ID of ``message_ids`` is about.
 
