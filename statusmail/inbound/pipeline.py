@@ -80,7 +80,6 @@ PUBLISH: tuple[Stage, ...] = SENDER + (
     checkins.find_question,
     commands.answer_bulk_replies,
     threads.find_parent,
-    senders.limit_rate,
     text.extract_text,
     checkins.skip_or_answer,
     keywords.act_on_keyword,
@@ -88,6 +87,9 @@ PUBLISH: tuple[Stage, ...] = SENDER + (
     text.enforce_brevity,
     text.find_tags_and_mentions,
     checkins.tag_answer,
+    # Only what is a post by now counts against posts_per_hour: a keyword, a skip, no
+    # new text or an over-long update has ended above, posting nothing (SPEC §2, §3).
+    publish.limit_posts,
     publish.collect_holds,
     publish.decide_post,
 )

@@ -1,8 +1,11 @@
-"""Holding and deciding a post.
+"""Limiting, holding and deciding a post.
 
-Hold reasons are collected from every rule first and decided once (Mailman's way), so a
-moderator sees all of them. A held post is stored with status ``held`` and announced
-only when approved; a visible one asks for its notifications.
+These stages run last, once the message is known to become a post: a reply keyword, a
+check-in ``skip``, mail with no new text and an over-long update have ended the pipeline
+before them, having posted nothing. Hold reasons are collected from every rule first and
+decided once (Mailman's way), so a moderator sees all of them. A held post is stored
+with status ``held`` and announced only when approved; a visible one asks for its
+notifications.
 """
 
 from __future__ import annotations
@@ -10,13 +13,48 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+from sqlmodel import col, select
+
 from statusmail.inbound.fold import fold
 from statusmail.inbound.incoming import Incoming
-from statusmail.inbound.outcome import Held
+from statusmail.inbound.outcome import Deferred, Held, Reason
 from statusmail.outbound.compose import new_message_id
 from statusmail.outbound.notify import NotifyPost, anyone_to_tell
 from statusmail.outbound.threadindex import new_thread_index
+from statusmail.store.models import Post
 from statusmail.store.record import NewPost, recent_posts, recent_replies
+
+
+def limit_posts(mail: Incoming) -> None:
+    """At most ``policy.posts_per_hour`` posts per sender; beyond it, 451 4.7.1 (SPEC §2).
+
+    The limit counts posts, so it defers only mail that would be one. It used to run
+    right after ``find_parent``, among the checks of who may speak, and so deferred a
+    one-word ``+1`` or ``mute`` reply from someone at the limit, which posts nothing and
+    is meant to act at once (SPEC §3). Whatever ends before this stage without a post
+    and is answered by mail (a keyword's confirmation, a too-long notice) stays within
+    ``policy.auto_answers_per_hour`` (``outbound/notices.py``)."""
+    assert mail.user is not None
+    since = mail.now - timedelta(hours=1)
+    count = recent_posts(mail.session, mail.user, since=since)
+    limit = mail.settings.policy.posts_per_hour
+    if count >= limit:
+        lifts = limit_lifts_at(mail, since, count - limit)
+        raise Deferred(Reason.RATE_LIMITED, f"{count} posts in the last hour (limit {limit}); "
+                       f"the limit lifts at {lifts:%Y-%m-%d %H:%M:%S} UTC", retry_at=lifts)
+
+
+def limit_lifts_at(mail: Incoming, since: datetime, over: int) -> datetime:
+    """When the sender's hour holds one post fewer than the limit: an hour after the post
+    that has to age out (the ``over``-th oldest of the window, counting from 0), so a
+    deferred message waits for that and is not run again and again before it."""
+    assert mail.user is not None
+    if mail.user.id is not None:
+        oldest = mail.session.exec(select(Post.created_at).where(Post.author_id == mail.user.id, Post.created_at >= since)
+                                   .order_by(col(Post.created_at)).offset(over).limit(1)).first()
+        if oldest is not None:
+            return (oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)) + timedelta(hours=1)
+    return mail.now + timedelta(hours=1)  # the posts to age out are this batch's
 
 
 def collect_holds(mail: Incoming) -> None:

@@ -9,16 +9,10 @@ dialogue and never a mail to the claimed sender, who may not have sent it.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
-from sqlmodel import col, select
-
 from statusmail.inbound.incoming import Incoming
-from statusmail.inbound.outcome import Deferred, Reason, Refused
+from statusmail.inbound.outcome import Reason, Refused
 from statusmail.inbound.parse import header_text, mailboxes
 from statusmail.inbound.recipients import Kind
-from statusmail.store.models import Post
-from statusmail.store.record import recent_posts
 from statusmail.store.users import base_address, find_user, new_user
 
 HOLD_UNAUTHENTICATED = "hold-unauthenticated"  # Envelope.notes flag from transports that cannot refuse
@@ -114,28 +108,3 @@ def refuse_banned(mail: Incoming) -> None:
     assert mail.user is not None
     if mail.user.banned:
         raise Refused(Reason.BANNED, f"{mail.sender} is banned: {mail.user.ban_reason}")
-
-
-def limit_rate(mail: Incoming) -> None:
-    """At most ``policy.posts_per_hour`` posts per sender; beyond it, 451 4.7.1."""
-    assert mail.user is not None
-    since = mail.now - timedelta(hours=1)
-    count = recent_posts(mail.session, mail.user, since=since)
-    limit = mail.settings.policy.posts_per_hour
-    if count >= limit:
-        lifts = limit_lifts_at(mail, since, count - limit)
-        raise Deferred(Reason.RATE_LIMITED, f"{count} posts in the last hour (limit {limit}); "
-                       f"the limit lifts at {lifts:%Y-%m-%d %H:%M:%S} UTC", retry_at=lifts)
-
-
-def limit_lifts_at(mail: Incoming, since: datetime, over: int) -> datetime:
-    """When the sender's hour holds one post fewer than the limit: an hour after the post
-    that has to age out (the ``over``-th oldest of the window, counting from 0), so a
-    deferred message waits for that and is not run again and again before it."""
-    assert mail.user is not None
-    if mail.user.id is not None:
-        oldest = mail.session.exec(select(Post.created_at).where(Post.author_id == mail.user.id, Post.created_at >= since)
-                                   .order_by(col(Post.created_at)).offset(over).limit(1)).first()
-        if oldest is not None:
-            return (oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)) + timedelta(hours=1)
-    return mail.now + timedelta(hours=1)  # the posts to age out are this batch's

@@ -145,3 +145,67 @@ def test_a_new_post_that_is_one_keyword_is_a_post(gateway, engine):
 ])
 def test_the_keyword_match_is_strict(text, expected):
     assert keyword_of(text) == expected
+
+
+def auto_replies(settings):
+    """The answers to a sender (Auto-Submitted: auto-replied), in no particular order:
+    the Maildir's file names do not sort by time within a second."""
+    return [m for m in outbox_messages(settings) if m["Auto-Submitted"] == "auto-replied"]
+
+
+def at_the_hourly_limit(gateway_with, tmp_path, policy: str = ""):
+    """A gateway where Bob may post once an hour and has: Alice's post mentioning him
+    (his notification is returned) and his own update, so his next post is one too many."""
+    from tests.conftest import cli_invoker
+
+    running = gateway_with("posts_per_hour = 1\n" + policy)
+    cli = cli_invoker(tmp_path / "statusmail.toml")  # gateway_with's configuration
+    cli("users", "add", "bob@corp.example", "--name", "Bob Boss")
+    assert running.send(make_mail(body="Closed the Q4 billing backlog, @bob", subject="Billing backlog closed"))[0] == 250
+    running.flush_outbox()
+    [to_bob] = [m for m in outbox_messages(running.settings) if m["To"].addresses[0].addr_spec == "bob@corp.example"]
+    assert running.send(make_mail(body="Reviewed the vendor contracts", subject="status", sender=BOB),
+                        mail_from="bob@corp.example") == (250, replies.OK_POSTED.removeprefix("250 "))
+    return running, cli, to_bob
+
+
+@pytest.mark.parametrize("client", ["gmail", "outlook", "apple"])
+def test_keyword_replies_act_for_a_sender_at_the_hourly_post_limit_and_posts_are_still_deferred(
+        gateway_with, tmp_path, client):
+    """Keywords post nothing, so posts_per_hour does not defer them (SPEC §3): a "+1" or
+    "mute" typed above the client's quoted original and attribution line acts at once."""
+    running, cli, to_bob = at_the_hourly_limit(gateway_with, tmp_path)
+    engine, settings = running.engine, running.settings
+    assert send_reply(running, to_bob, client, "+1") == (250, replies.OK_LIKED.removeprefix("250 "))
+    [alices] = [p for p in json.loads(cli("posts", "list", "--json").stdout) if p["author"] == "alice@corp.example"]
+    assert alices["likes"] == 1
+    assert send_reply(running, to_bob, client, "Mute") == (250, replies.OK_KEYWORD.removeprefix("250 "))
+    with Session(engine) as session:
+        [mute] = session.exec(select(Mute)).all()
+    assert mute.thread_id == alices["id"]
+    running.flush_outbox()
+    [confirmation] = auto_replies(settings)  # the like mailed no one
+    assert confirmation["To"].addresses[0].addr_spec == "bob@corp.example"
+    assert confirmation["Subject"] == "Re: Billing backlog closed"
+    assert confirmation.get_body(("plain",)).get_content().strip().startswith('Muted: no more mail about "Billing')
+    # A real reply, and a new post, are still one post too many this hour.
+    code, text = send_reply(running, to_bob, client, "Thanks, the numbers look right")
+    assert (code, text) == (451, replies.DEFERRED_RATE.removeprefix("451 "))
+    code, text = running.send(make_mail(body="Another update", subject="status", sender=BOB),
+                              mail_from="bob@corp.example")
+    assert (code, text) == (451, replies.DEFERRED_RATE.removeprefix("451 "))
+    assert count(engine, Post) == 2  # Alice's and Bob's first; no reply, no third post
+    reasons = [e["reason"].split(":")[0] for e in json.loads(cli("log", "--json").stdout)]
+    assert reasons[:4] == ["rate_limited", "rate_limited", "keyword", "liked"]
+
+
+def test_keyword_confirmations_beyond_the_limit_stay_capped_by_auto_answers_per_hour(gateway_with, tmp_path):
+    """Not deferred is not unbounded: every keyword acts, but only auto_answers_per_hour
+    confirmations a hour go to one sender, so a robot answering them cannot loop."""
+    running, cli, to_bob = at_the_hourly_limit(gateway_with, tmp_path, "auto_answers_per_hour = 2")
+    for word in ("mute", "unmute", "mute"):
+        assert send_reply(running, to_bob, "gmail", word) == (250, replies.OK_KEYWORD.removeprefix("250 "))
+    assert count(running.engine, Mute) == 1  # the last one acted too
+    running.flush_outbox()
+    answers = [m.get_body(("plain",)).get_content().strip() for m in auto_replies(running.settings)]
+    assert sorted(a.split(":")[0] for a in answers) == ["Muted", "Unmuted"]

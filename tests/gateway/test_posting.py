@@ -171,6 +171,18 @@ def test_posts_beyond_the_hourly_limit_are_deferred_451_4_7_1(gateway_with):
     assert last[0] == 451 and last[1].startswith("4.7.1")
 
 
+def test_an_over_long_update_at_the_hourly_limit_is_answered_at_once_not_deferred(gateway_with):
+    """posts_per_hour counts posts: mail that would post nothing is not held back an hour
+    only to be refused then; its sender hears now (within auto_answers_per_hour)."""
+    running = gateway_with("posts_per_hour = 1")
+    assert running.send(make_mail(body="update 1"))[0] == 250
+    assert running.send(make_mail(body="w " * 200)) == (250, replies.OK_TOO_LONG.removeprefix("250 "))
+    running.flush_outbox()
+    [notice] = outbox_messages(running.settings)
+    assert notice["Subject"] == "Not posted: your update is 419 characters (the limit is 280)"
+    assert running.send(make_mail(body="update 2"))[0] == 451
+
+
 def test_a_line_longer_than_1000_octets_is_refused_and_logged(gateway, engine):
     raw = b"From: alice@corp.example\r\nSubject: status\r\n\r\n" + b"x" * 1200 + b"\r\n"
     code, reply = gateway.send(raw)

@@ -203,6 +203,28 @@ def test_skip_posts_nothing_and_an_out_of_office_answer_is_dropped(env):
     assert row.skipped and row.answer_post_id is None
 
 
+def test_skip_from_someone_at_the_hourly_post_limit_is_done_and_an_answer_deferred(tmp_path, database_url):
+    """``skip`` posts nothing, so posts_per_hour does not defer it; an answer is a post and is."""
+    settings = load_settings(str(checkin_config(tmp_path, database_url, policy="posts_per_hour = 1")), environ={})
+    engine = make_engine(database_url)
+    upgrade(engine)
+    running = RunningGateway(settings, engine)
+    try:
+        question = asked(running)
+        assert running.send(make_mail(body="Reviewed the vendor contracts", subject="status",
+                                      sender="Kenji <kenji@corp.example>"), mail_from="kenji@corp.example")[0] == 250
+        code, reply = answer(running, question, "Shipped the billing export", "Kenji <kenji@corp.example>")
+        assert (code, reply) == (451, "4.7.1 Too many posts this hour, try again later")
+        code, reply = answer(running, question, "skip", "Kenji <kenji@corp.example>")
+        assert (code, reply) == (250, "2.0.0 OK: check-in skipped, nothing posted")
+        with Session(engine) as session:
+            [row] = session.exec(select(Checkin))
+        assert row.skipped and [p.body for p in posts(engine)] == ["Reviewed the vendor contracts"]
+    finally:
+        running.stop()
+        engine.dispose()
+
+
 def test_an_answer_is_bound_to_its_reader_and_obeys_brevity(env):
     question = asked(env)
     add_user(env.engine, "mallory@corp.example", timezone="Asia/Tokyo")
