@@ -19,15 +19,15 @@ from statusmail.cli.app import (
 )
 from statusmail.cli.output import emit
 from statusmail.logs import redact
-from statusmail.store.models import InboundLog, Outbox, Post
+from statusmail.store.models import InboundLog, Outbox
 from statusmail.store.posts import iso
 
 LOG_COLUMNS = ("id", "received_at", "outcome", "sender", "reason", "post_id", "message_id")
 
 
-def log_json(entry: InboundLog, post_message_id: str | None = None) -> dict[str, Any]:
+def log_json(entry: InboundLog) -> dict[str, Any]:
     reason = entry.reason if not entry.detail or entry.detail == entry.reason else f"{entry.reason}: {entry.detail}"
-    return {"id": entry.id, "received_at": iso(entry.received_at), "message_id": entry.message_id or post_message_id,
+    return {"id": entry.id, "received_at": iso(entry.received_at), "message_id": entry.message_id or None,
             "sender": redact(entry.sender), "outcome": entry.outcome, "reason": redact(reason),
             "post_id": entry.post_id, "source": entry.source, "recipients": redact(entry.recipients)}
 
@@ -45,12 +45,8 @@ def log_command(app: App, outcome: str | None, limit: int, as_json: bool) -> Non
         query = select(InboundLog)
         if outcome:
             query = query.where(InboundLog.outcome == outcome)
-        entries = list(session.exec(query.order_by(col(InboundLog.id).desc()).limit(limit)))
-        # A message without a Message-ID got one generated for its post: show that one.
-        missing = [e.post_id for e in entries if not e.message_id and e.post_id]
-        generated = dict(session.exec(select(Post.id, Post.message_id)
-                                      .where(col(Post.id).in_(missing))).all()) if missing else {}
-        rows = [log_json(e, generated.get(e.post_id)) for e in entries]
+        # A message without a Message-ID has the one its post got in its row (record.py).
+        rows = [log_json(e) for e in session.exec(query.order_by(col(InboundLog.id).desc()).limit(limit))]
     emit(rows, as_json, LOG_COLUMNS)
 
 

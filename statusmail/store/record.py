@@ -181,6 +181,10 @@ def insert_log_rows(session: Session, decisions: list[Decision]) -> None:
         decision.log_id = log_id
         post = decision.post if decision.stored else None
         values = {**decision.log, "post_id": post.id if post else None}
+        if post is not None and not values.get("message_id"):
+            # A mail without a Message-ID got one for its post (publish.decide_post): the
+            # row names its post by it, as by id, so whatever reads the log sees it.
+            values["message_id"] = post.message_id
         row = {name: values[name] if name in values else default() for name, default in LOG_COLUMNS.items()}
         rows.append({"id": log_id, **row})
     insert_rows(session, "inbound_log", rows, on_conflict="dedupe_key")
@@ -196,6 +200,7 @@ def insert_log_rows(session: Session, decisions: list[Decision]) -> None:
             decision.post.id = None
     if lost:  # rare: another process on the same database stored these first
         again = [{**rows[decisions.index(d)], "dedupe_key": None, "raw": None, "post_id": None,
+                  "message_id": d.log.get("message_id", ""),  # not the id of a post never stored
                   "reason": "duplicate", "detail": "stored by another process first", "outcome": "accepted"}
                  for d in lost]
         for decision, row, log_id in zip(lost, again, next_ids(session, "inbound_log", len(lost))):

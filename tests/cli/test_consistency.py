@@ -133,17 +133,28 @@ def test_stats_count_only_visible_activity_and_pluralise(cli, engine):
     assert "  bounces:          0 (1 address suspended)\n" in text
 
 
-def test_the_log_shows_the_message_id_generated_for_a_post_without_one(cli, engine):
+def test_the_log_row_of_a_mail_without_message_id_carries_the_one_its_post_got(gateway, cli, engine):
+    """A mail that arrived without a Message-ID gets one for its post (threading needs
+    it); its log row names the post by that id too, so the CLI and whatever reads the
+    table agree. The row used to keep "" and only ``statusmail log`` looked the post up."""
     mail = make_mail(body="no id here", subject="status")
     del mail["Message-ID"]
-    assert cli("inject", input=mail.as_bytes()).exit_code == 0
+    assert gateway.send(mail)[0] == 250
     [post] = json.loads(cli("posts", "list", "--json").stdout)
-    assert post["message_id"]
+    assert post["message_id"].startswith("<") and post["message_id"].endswith("@corp.example>")
     [entry] = json.loads(cli("log", "--json").stdout)
-    assert entry["message_id"] == post["message_id"]
-    with Session(engine) as session:
-        assert session.exec(select(InboundLog)).one().message_id == ""  # the log row keeps what arrived
+    assert (entry["message_id"], entry["post_id"]) == (post["message_id"], post["id"])
     assert post["message_id"] in cli("log").stdout
+    with Session(engine) as session:
+        assert session.exec(select(InboundLog)).one().message_id == post["message_id"]
+
+
+def test_a_mail_without_message_id_that_posts_nothing_logs_none(gateway, cli):
+    mail = make_mail(body="w " * 200, subject="status")  # too long: answered, not posted
+    del mail["Message-ID"]
+    assert gateway.send(mail)[0] == 250
+    [entry] = json.loads(cli("log", "--json").stdout)
+    assert (entry["message_id"], entry["post_id"]) == (None, None)
 
 
 def test_integers_out_of_range_are_usage_errors(cli):

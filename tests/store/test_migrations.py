@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from statusmail.outbound.outbox import claim_due
 from statusmail.store.db import MIGRATIONS, current_revision, make_engine, upgrade
-from statusmail.store.models import Post, User
+from statusmail.store.models import InboundLog, Post, User
 
 
 def revisions() -> list[str]:
@@ -89,3 +89,28 @@ def test_the_newest_revision_builds_exactly_the_schema_the_models_describe(datab
                                        SQLModel.metadata)
     engine.dispose()
     assert differences == []
+
+
+def test_log_rows_from_before_0008_get_the_message_id_their_post_got(database_url):
+    """Before 0008 a mail without a Message-ID left its log row's empty (only `statusmail
+    log` looked the post up); the upgrade fills it in, and leaves rows without a post."""
+    engine = make_engine(database_url)
+    upgrade_to(engine, "0007")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("INSERT INTO users (id, email, name, handle, role, team, manager_email, timezone, "
+                                   "digest, checkin, banned, ban_reason, hard_bounces, mail_suspended, created_at) "
+                                   "VALUES (1, 'al@corp.example', 'Al', 'al', 'staff', '', '', '', '', 'on', false, "
+                                   "'', 0, false, CURRENT_TIMESTAMP)")
+        connection.exec_driver_sql("INSERT INTO posts (id, author_id, body, trimmed, created_at, thread_id, status, "
+                                   "status_reason, message_id, thread_index) VALUES (7, 1, 'no id here', '', "
+                                   "CURRENT_TIMESTAMP, 7, 'visible', '', '<made.7@corp.example>', '')")
+        for log_id, message_id, post_id in ((1, "", 7), (2, "", None), (3, "<own@corp.example>", 7)):
+            connection.execute(text(
+                "INSERT INTO inbound_log (id, received_at, message_id, sender, recipients, peer, source, outcome, "
+                "reason, detail, post_id, defects) VALUES (:id, CURRENT_TIMESTAMP, :mid, 'al@corp.example', '', "
+                "'', 'smtp', 'accepted', 'posted', '', :post, '')"), {"id": log_id, "mid": message_id, "post": post_id})
+    upgrade(engine)
+    with Session(engine) as session:
+        rows = session.exec(select(InboundLog.id, InboundLog.message_id).order_by(InboundLog.id)).all()
+    assert [tuple(row) for row in rows] == [(1, "<made.7@corp.example>"), (2, ""), (3, "<own@corp.example>")]
+    engine.dispose()
