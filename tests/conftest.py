@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from statusmail.config import Settings, load_settings
-from statusmail.store.db import make_engine, upgrade
+from statusmail.store.db import create_private_sqlite, make_engine, upgrade
 
 CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
 PG_URL = os.environ.get("STATUSMAIL_TEST_DATABASE_URL", "")
@@ -89,10 +89,18 @@ def settings(config_file: Path) -> Settings:
     return load_settings(str(config_file), environ={})
 
 
+def initialised_engine(url: str) -> Any:
+    """The database as ``statusmail init`` leaves it: a SQLite file made 0600 before SQLite
+    opens it (so its -wal and -shm files are too; ``check`` warns otherwise), the schema."""
+    create_private_sqlite(url)
+    engine = make_engine(url)
+    upgrade(engine)
+    return engine
+
+
 @pytest.fixture
 def engine(settings: Settings) -> Iterator[Any]:
-    engine = make_engine(settings.gateway.database_url)
-    upgrade(engine)
+    engine = initialised_engine(settings.gateway.database_url)
     yield engine
     engine.dispose()
 
@@ -234,8 +242,7 @@ def cli_for() -> Any:
     def build(config: Path) -> tuple[Any, Settings, Any]:
         runner = CliRunner()
         settings = load_settings(str(config), environ={})
-        engine = make_engine(settings.gateway.database_url)
-        upgrade(engine)
+        engine = initialised_engine(settings.gateway.database_url)
         engines.append(engine)
 
         def invoke(*args: str, input: str | bytes | None = None) -> Any:
@@ -253,8 +260,7 @@ def gateway_with(tmp_path: Path, sqlite_url: str) -> Iterator[Any]:
 
     def start(policy: str = "", smtp: str = "") -> RunningGateway:
         settings = load_settings(str(write_config(tmp_path, sqlite_url, policy, smtp)), environ={})
-        engine = make_engine(sqlite_url)
-        upgrade(engine)
+        engine = initialised_engine(sqlite_url)
         started.append(RunningGateway(settings, engine))
         return started[-1]
     yield start

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
+import stat
+from pathlib import Path
 
 from sqlalchemy import Engine, text
 
@@ -70,9 +73,49 @@ def run_checks(settings: Settings) -> list[Check]:
     return checks
 
 
+def who_can(mode: int) -> str:
+    """Who besides the owner may read or write, in words: "group can read it, others can
+    read and write it". Execute bits are left out: on a folder they let one pass, not list."""
+    access = {}
+    for who, shift in (("group", 3), ("others", 0)):
+        verbs = [verb for verb, bit in (("read", 4), ("write", 2)) if mode >> shift & bit]
+        if verbs:
+            access[who] = " and ".join(verbs)
+    if len(access) == 2 and access["group"] == access["others"]:
+        return f"group and others can {access['group']} it"
+    return ", ".join(f"{who} can {verbs} it" for who, verbs in access.items())
+
+
+def database_file_warnings(url: str) -> list[str]:
+    """A SQLite database, its -wal and -shm files and its folder open to group or others.
+
+    The database holds every reply token (a token is the right to post as its reader) and
+    the raw mail (SPEC §2: the owner's only). ``init`` makes them private, but a copied or
+    restored file, or a folder made by hand, keeps whatever mode it had; SQLite gives the
+    -wal and -shm files the database file's mode when it creates them, so they can stay
+    readable after the database itself was chmod-ed. PostgreSQL keeps its own files."""
+    path = sqlite_path(url)
+    if path is None:
+        return []
+    path = path.absolute()  # the fix as a command that works from any folder
+    targets = [(path.parent, f"the folder {path.parent}", "the database", "700")]
+    targets += [(file, str(file), "reply tokens and raw mail", "600")
+                for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm"))]
+    warnings = []
+    for target, name, holds, mode_wanted in targets:
+        try:
+            mode = stat.S_IMODE(target.stat().st_mode)
+        except OSError:
+            continue  # absent: -wal and -shm exist only while the database is open
+        if mode & 0o066:
+            warnings.append(f"database: {name} is mode {mode:04o}: {who_can(mode)}, and it holds {holds}; "
+                            f"chmod {mode_wanted} {shlex.quote(str(target))}")
+    return warnings
+
+
 def config_warnings(settings: Settings) -> list[str]:
     """Set-ups that work but trust more than they should; ``check`` prints them, exit 0."""
-    warnings: list[str] = []
+    warnings: list[str] = database_file_warnings(settings.gateway.database_url)
     if settings.imap.enabled and settings.policy.sender_auth == "network":
         # Anyone who can mail the mailbox reaches it, so no network vouches for the sender.
         warnings.append('mailbox: imap.enabled with policy.sender_auth = "network" trusts any From header '

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import make_mail
 
 
@@ -124,6 +126,66 @@ def test_check_reports_database_and_relay(cli):
 def test_check_fails_on_an_uninitialised_database(uninitialised_cli, database_url):
     result = uninitialised_cli("check")
     assert result.exit_code == 1 and "FAIL  database" in result.stdout
+
+
+def private_sqlite_cli(tmp_path):
+    """The CLI on a SQLite file that ``init`` made (0600 in a 0700 folder): the database
+    file and its folder."""
+    from tests.conftest import cli_invoker, write_config
+
+    folder = tmp_path / "var"
+    cli = cli_invoker(write_config(tmp_path, f"sqlite:///{folder}/statusmail.db"))
+    assert cli("init").exit_code == 0
+    return cli, folder / "statusmail.db", folder
+
+
+def database_warnings(result) -> list[str]:
+    return [line for line in result.stdout.splitlines() if line.startswith("warn  database:")]
+
+
+def test_check_warns_when_the_database_file_is_readable_by_group_and_others(tmp_path):
+    """The database holds reply tokens and raw mail (SPEC §2: the owner's only)."""
+    cli, database, folder = private_sqlite_cli(tmp_path)
+    result = cli("check")
+    assert result.exit_code == 0 and database_warnings(result) == []
+    database.chmod(0o644)
+    result = cli("check")
+    assert result.exit_code == 0  # a warning, like the others: it works, but trusts too many
+    assert database_warnings(result) == [
+        f"warn  database: {database} is mode 0644: group and others can read it, and it holds reply tokens "
+        f"and raw mail; chmod 600 {database}"]
+    database.chmod(0o600)
+    folder.chmod(0o775)
+    assert database_warnings(cli("check")) == [
+        f"warn  database: the folder {folder} is mode 0775: group can read and write it, others can read it, "
+        f"and it holds the database; chmod 700 {folder}"]
+
+
+def test_check_warns_about_wal_and_shm_files_that_kept_a_wider_mode(tmp_path):
+    """SQLite gives the -wal and -shm files the database file's mode when it makes them:
+    a chmod 600 of the database alone leaves them readable while a process keeps them."""
+    import sqlite3
+
+    cli, database, _ = private_sqlite_cli(tmp_path)
+    database.chmod(0o640)
+    connection = sqlite3.connect(database)  # as serve's connections do: WAL, files open
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("CREATE TABLE scratch (x)")
+        connection.commit()
+        database.chmod(0o600)
+        warnings = database_warnings(cli("check"))
+    finally:
+        connection.close()
+    assert warnings == [f"warn  database: {database}-{suffix} is mode 0640: group can read it, and it holds "
+                        f"reply tokens and raw mail; chmod 600 {database}-{suffix}" for suffix in ("wal", "shm")]
+
+
+def test_check_does_not_look_for_database_files_behind_a_postgresql_url(cli, database_url, tmp_path):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the PostgreSQL case")
+    result = cli("check")
+    assert result.exit_code == 0 and database_warnings(result) == []
 
 
 def test_a_bad_configuration_is_exit_1_naming_the_key(tmp_path):
