@@ -36,7 +36,10 @@ def render(settings: Settings, title: str, path: str, views: Sequence[dict[str, 
     generator.id(f"{base}{path}")
     generator.title(xml_text(title))
     generator.author({"name": xml_text(settings.gateway.site_name)})
-    generator.link(href=f"{base}{path.removesuffix('.atom') or '/'}", rel="alternate", type="text/html")
+    # The HTML page this is the feed of (RFC 4287 §4.2.7.2): the reader's feed is the
+    # front page, a tag's feed the tag's page.
+    page = "/" if path == "/feed.atom" else path.removesuffix(".atom")
+    generator.link(href=f"{base}{page}", rel="alternate", type="text/html")
     generator.updated(updated_iso)
     generator.generator("statusmail")
     for view in views:

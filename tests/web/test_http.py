@@ -266,3 +266,16 @@ def test_responses_forbid_framing_sniffing_and_referrers(web):
     assert answer.headers["referrer-policy"] == "no-referrer"
     assert "default-src 'none'" in answer.headers["content-security-policy"]
     assert answer.headers["cache-control"] == "no-store"
+
+
+def test_atom_feeds_link_to_the_page_they_are_the_feed_of(web):
+    # RFC 4287 §4.2.7.2: rel="alternate" is the HTML version of the feed. The reader's
+    # feed is the front page (SPEC §8 `/`), a tag's feed the tag's page; /feed is no page.
+    web.post("Shipped the export #billing")
+    user = json.loads(cli(web, "users", "show", "carol@corp.example", "--json"))
+    url = urlsplit(user["feed_url"])
+    client, signed_in = web.client(), web.signed_in()
+    for path, page in (("/feed.atom", "/"), ("/tags/billing.atom", "/tags/billing")):
+        feed = feedparser.parse(client.get(f"{path}?{url.query}").content)
+        assert feed.feed.link == f"{web.settings.web_url}{page}"
+        assert signed_in.get(page).status_code == 200
