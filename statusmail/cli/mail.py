@@ -99,6 +99,8 @@ def outbox_retry(app: App, outbox_id: int | None, retry_all: bool) -> None:
             if row is None:
                 raise click.ClickException(f"no such outbox entry: {outbox_id}")
             if row.status == "sent":
-                raise click.ClickException(f"outbox entry {outbox_id} was already sent")
+                # SPEC §6: no unsent mail to retry is exit 0, and says so.
+                click.echo(f"outbox entry {outbox_id} was already sent; nothing changed")
+                return
         count = retry(session, outbox_id)
     click.echo(f"{count} mail(s) due now")

@@ -116,6 +116,23 @@ def test_outbox_retry_makes_failed_mail_due_and_says_when_there_is_none(cli):
     assert cli("outbox", "retry", "42").exit_code == 1
 
 
+def test_outbox_retry_of_mail_already_sent_exits_0_and_sends_nothing_again(cli, settings, engine):
+    import asyncio
+
+    from statusmail.outbound.outbox import drain
+    from statusmail.outbound.transport import make_transport
+    from tests.conftest import outbox_messages
+
+    inject(cli, make_mail(body="w " * 200, subject="status"))  # too long: the sender is told by mail
+    [queued] = json.loads(cli("outbox", "list", "--json").stdout)
+    assert asyncio.run(drain(engine, make_transport(settings))) == 1
+    result = cli("outbox", "retry", str(queued["id"]))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"outbox entry {queued['id']} was already sent; nothing changed"
+    assert asyncio.run(drain(engine, make_transport(settings))) == 0
+    assert len(outbox_messages(settings)) == 1
+
+
 def test_check_reports_database_and_relay(cli):
     cli("init")
     result = cli("check")
