@@ -89,16 +89,22 @@ def delete(session: Session, post: Post, reason: str, actor: str) -> bool:
     return True
 
 
-def approve(session: Session, settings: Settings, post: Post, actor: str) -> int:
-    """Publish a held post and send the notifications it would have caused."""
+def approve(session: Session, settings: Settings, post: Post, actor: str) -> int | None:
+    """Publish a held post and send the notifications it would have caused; None when it
+    is visible already (approved before): SPEC §6, a repeated action changes nothing."""
+    if post.status == "visible":
+        return None
     if post.status != "held":
         raise ModerationError(f"post {post.id} is not held (it is {post.status})")
     set_status(session, post, "visible", "", actor, "approve")
     return notify_post(session, settings, post)
 
 
-def reject(session: Session, settings: Settings, post: Post, reason: str, actor: str) -> None:
-    """Refuse a held post and tell its author why, once."""
+def reject(session: Session, settings: Settings, post: Post, reason: str, actor: str) -> bool:
+    """Refuse a held post and tell its author why, once; False when it is deleted already
+    (rejected before): the author is not told a second time."""
+    if post.status == "deleted":
+        return False
     if post.status != "held":
         raise ModerationError(f"post {post.id} is not held (it is {post.status})")
     set_status(session, post, "deleted", reason, actor, "reject")
@@ -107,3 +113,4 @@ def reject(session: Session, settings: Settings, post: Post, reason: str, actor:
     queue_notice(session, settings, author, "rejected", kind="rejection",
                  subject=f"Not posted: {first_line(post.body, 60)}", context={"reason": reason, "text": post.body},
                  in_reply_to=post.message_id)
+    return True

@@ -151,7 +151,10 @@ def queue_approve(app: App, post_id: int, actor: str | None) -> None:
     with app.session() as session:
         post = require_post(session, post_id)
         sent = moderate(lambda: moderation.approve(session, app.settings, post, acting(actor)))
-    click.echo(f"post {post_id} published, {sent} notification(s) queued")
+    if sent is None:
+        click.echo(f"post {post_id} is already visible; nothing changed")
+    else:
+        click.echo(f"post {post_id} published, {sent} notification(s) queued")
 
 
 @queue.command("reject")
@@ -165,5 +168,6 @@ def queue_reject(app: App, post_id: int, reason: str, actor: str | None) -> None
     """Refuse a held post; the sender is told the reason, once."""
     with app.session() as session:
         post = require_post(session, post_id)
-        moderate(lambda: moderation.reject(session, app.settings, post, reason, acting(actor)))
-    click.echo(f"post {post_id} rejected; the sender is told why")
+        changed = moderate(lambda: moderation.reject(session, app.settings, post, reason, acting(actor)))
+    click.echo(f"post {post_id} rejected; the sender is told why" if changed
+               else f"post {post_id} is already deleted; nothing changed, the sender is not told again")

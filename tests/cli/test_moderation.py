@@ -84,7 +84,11 @@ def test_held_posts_wait_and_approve_publishes_with_notifications(tmp_path, sqli
         [mail] = outbox_messages(settings)
         assert mail["To"].addresses[0].addr_spec == "bob@corp.example"
         assert as_json(cli("queue", "list", "--json")) == []
-        assert cli("queue", "approve", str(held["id"])).exit_code == 1
+        # SPEC §6: repeating an action already in effect exits 0, says so, mails no one.
+        again = cli("queue", "approve", str(held["id"]))
+        assert again.exit_code == 0 and "already visible; nothing changed" in again.stdout
+        assert running.flush_outbox() == 0
+        assert [e["action"] for e in as_json(cli("audit", "--json"))] == ["approve"]
     finally:
         running.stop()
 
@@ -98,7 +102,8 @@ def test_reject_tells_the_sender_why_once(tmp_path, sqlite_url, cli_for):
         [held] = as_json(cli("queue", "list", "--json"))
         assert held["hold_reason"] == "first post of a new user"
         assert cli("queue", "reject", str(held["id"]), "--reason", "please use #random for this").exit_code == 0
-        assert cli("queue", "reject", str(held["id"]), "--reason", "again").exit_code == 1
+        again = cli("queue", "reject", str(held["id"]), "--reason", "again")  # SPEC §6: exit 0, says so
+        assert again.exit_code == 0 and "already deleted; nothing changed" in again.stdout
         running.flush_outbox()
         [mail] = outbox_messages(settings)
         assert mail["To"].addresses[0].addr_spec == "alice@corp.example"
