@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+from sqlmodel import select
 
 from statusmail.cli.app import (
     App,
@@ -22,6 +23,7 @@ from statusmail.cli.app import (
 )
 from statusmail.gil import digest_process
 from statusmail.outbound.checkins import Report, send_questions, send_rollups, send_roundups
+from statusmail.store.models import User
 
 NOUNS = {"question": "question", "roundup": "round-up", "rollup": "leader's week"}
 
@@ -97,7 +99,17 @@ def checkins_send(app: App, email: str | None, force: bool, dry_run: bool) -> No
 @pass_app
 def checkins_roundup(app: App, team: str | None, force: bool, dry_run: bool) -> None:
     """Mail each team's round-up of the previous working day's answers (checkins.roundup_hour)."""
+    if team is not None:
+        require_team(app, team)
     run(app, send_roundups, dry_run, team=team, force=force)
+
+
+def require_team(app: App, team: str) -> None:
+    """A team is the ``team`` of at least one user; a name that is none is a failed
+    operation (exit 1), as ``--user`` naming no user is."""
+    with app.session() as session:
+        if session.exec(select(User.id).where(User.team == team).limit(1)).first() is None:
+            raise click.ClickException(f"no such team: {team}")
 
 
 @checkins.command("rollup")

@@ -450,6 +450,17 @@ def test_checkins_commands_say_why_each_reader_was_left_out(tmp_path, database_u
         assert session.exec(select(Outbox.kind)).all() == ["question"]
 
 
+def test_a_round_up_for_a_team_nobody_is_in_exits_1_naming_it(tmp_path, database_url, cli_for):
+    # Like `--user` naming no user: a typo must not look like a run with nothing to send.
+    cli, _, engine = cli_for(checkin_config(tmp_path, database_url))
+    assert cli("users", "add", "kenji@corp.example", "--team", "billing").exit_code == 0
+    result = cli("checkins", "roundup", "--team", "biling", "--now")
+    assert result.exit_code == 1 and result.stderr.strip() == "Error: no such team: biling"
+    assert cli("checkins", "roundup", "--team", "billing", "--now").exit_code == 0
+    with Session(engine) as session:
+        assert session.exec(select(Outbox.kind)).all() == []
+
+
 def test_checkins_commands_refuse_when_check_ins_are_off(tmp_path, database_url, cli_for):
     cli, _, _ = cli_for(write_config(tmp_path, database_url))
     result = cli("checkins", "send", "--now")
