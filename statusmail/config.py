@@ -209,8 +209,14 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
         for key in values:
             if key not in known:
                 raise ConfigError(f"{name}.{key}: unknown key")
+        env_section = f"{ENV_PREFIX}{name.upper()}_"
+        for env_name in environ:
+            # A mistyped override (STATUSMAIL_POLICY_MAX_CHAR) is an unknown key, as it is
+            # in the file; not silently the default (SPEC §2).
+            if env_name.startswith(env_section) and env_name[len(env_section):].lower() not in known:
+                raise ConfigError(f"{name}.{env_name[len(env_section):].lower()}: unknown key (from {env_name})")
         for key in known:
-            env_name = f"{ENV_PREFIX}{name.upper()}_{key.upper()}"
+            env_name = f"{env_section}{key.upper()}"
             if env_name in environ:
                 values[key] = parse_env_value(f"{name}.{key}", environ[env_name], known[key].type)
         converted = {key: coerce(f"{name}.{key}", value, known[key].type) for key, value in values.items()}

@@ -45,6 +45,7 @@ def test_statusmail_config_variable_names_the_file(tmp_path, monkeypatch):
     ("[policy]\nmax_chars = 10\n", {"STATUSMAIL_POLICY_MAX_CHARS": "abc"}, "policy.max_chars: expected an integer, got 'abc'"),
     ("[policy]\ncolour = 1\n", {}, "policy.colour: unknown key"),
     ("[nonsense]\nx = 1\n", {}, "nonsense: unknown section"),
+    ("", {"STATUSMAIL_POLICY_MAX_CHAR": "100"}, "policy.max_char: unknown key (from STATUSMAIL_POLICY_MAX_CHAR)"),
     ('[policy]\nsender_auth = "trust-me"\n', {}, "policy.sender_auth: expected one of"),
     ('[policy]\nsender_auth = "authres"\n', {}, "policy.authserv_id: required"),
     ('[policy]\ntrusted_networks = ["not-a-net"]\n', {}, "policy.trusted_networks: not a network"),
@@ -65,6 +66,13 @@ def test_a_bad_value_is_an_error_naming_the_key(tmp_path, text, env, message):
     with pytest.raises(ConfigError) as caught:
         load_settings(str(config), environ=env)
     assert message in str(caught.value)
+
+
+def test_environment_variables_of_no_section_are_not_keys(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # STATUSMAIL_CONFIG names the file; STATUSMAIL_TEST_* belong to the test suite.
+    environ = {"STATUSMAIL_CONFIG": "x.toml", "STATUSMAIL_TEST_DATABASE_URL": "sqlite://", "STATUSMAIL_WEB_PORT": "81"}
+    assert load_settings(None, environ=environ).web.port == 81
 
 
 def test_a_missing_config_file_is_an_error(tmp_path):
