@@ -275,7 +275,7 @@ def compose_question(settings: Settings, reader: Reader, day: str, token: str, n
                   context={"name": reader.display_name, "question": question, "day": day_label(day),
                            "tag": settings.checkins.tag, "reply_address": address,
                            "reply_url": reply_link(address, question), "time": f"{local:%H:%M}"},
-                  reply_to=address, thread_topic=question, thread_index=new_thread_index(now))
+                  reply_to=address, thread_topic=question, thread_index=new_thread_index(now), user_id=reader.id)
     return build_message(draft, settings, now=now)
 
 
@@ -342,7 +342,7 @@ def compose_roundup(settings: Settings, reader: Reader, day: str, teams: list[Te
                   context={"name": reader.display_name, "day": label, "question": settings.checkins.question,
                            "count": count, "sections": sections, "tag": settings.checkins.tag},
                   reply_to=settings.gateway.request_address, thread_topic=subject,
-                  thread_index=new_thread_index(now))
+                  thread_index=new_thread_index(now), user_id=reader.id)
     return build_message(draft, settings, now=now)
 
 
@@ -424,7 +424,7 @@ def compose_rollup(settings: Settings, reader: Reader, week: Week, tokens: dict[
                            "count": count, "teams": teams, "more_teams": week.more_teams,
                            "more_posts": week.more_posts},
                   reply_to=settings.gateway.request_address, thread_topic=subject,
-                  thread_index=new_thread_index(now))
+                  thread_index=new_thread_index(now), user_id=reader.id)
     return build_message(draft, settings, now=now)
 
 

@@ -32,7 +32,7 @@ def queue_notice(session: Session, settings: Settings, user: User, template: str
     draft = Draft(to=user.email, to_name=user.name, subject=subject, template=f"notice/{template}",
                   context={"name": user.name or user.email, **context}, auto_submitted="auto-replied",
                   in_reply_to=in_reply_to,
-                  references=[in_reply_to] if in_reply_to else [])
+                  references=[in_reply_to] if in_reply_to else [], user_id=user.id)
     return enqueue(session, build_message(draft, settings), settings, kind=kind, to=user.email, user_id=user.id)
 
 

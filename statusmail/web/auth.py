@@ -124,7 +124,7 @@ def request_link(session: Session, settings: Settings, email: str, client: str, 
     draft = Draft(to=user.email, to_name=user.name, subject=f"Sign in to {settings.gateway.site_name}",
                   template="notice/sign_in", context={"name": user.name or user.email, "link": link,
                                                       "minutes": LINK_MINUTES},
-                  reply_to=settings.gateway.request_address)
+                  reply_to=settings.gateway.request_address, user_id=user.id)
     enqueue(session, build_message(draft, settings, now=now), settings, kind="sign-in", to=user.email,
             user_id=user.id)
     return SignInAnswer(limited=False, queued=True)

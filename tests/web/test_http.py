@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 from statusmail.cli import main
 from statusmail.store.db import transaction
 from statusmail.store.models import Outbox, SignInToken, User, utcnow
-from tests.conftest import outbox_messages
+from tests.conftest import make_mail, outbox_messages
 
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
 
@@ -279,3 +279,33 @@ def test_atom_feeds_link_to_the_page_they_are_the_feed_of(web):
         feed = feedparser.parse(client.get(f"{path}?{url.query}").content)
         assert feed.feed.link == f"{web.settings.web_url}{page}"
         assert signed_in.get(page).status_code == 200
+
+
+def test_every_mail_to_a_user_carries_their_one_click_unsubscribe(web_with):
+    # SPEC §4: every message's List-Unsubscribe has the https one-click URL when
+    # web.base_url is set, not only digests and notifications: command answers, the
+    # check-in question and the sign-in link too (RFC 8058: Gmail and Yahoo want it on
+    # all mail a sender sends in bulk).
+    web = web_with('base_url = "https://status.corp.example"\n\n[checkins]\nenabled = true')
+    answer = make_mail(body="help", subject="", sender="Alice Example <alice@corp.example>",
+                       to="status-request@corp.example")
+    assert web.send(answer, to="status-request@corp.example")[0] == 250
+    assert web.client().post("/login", data={"email": "bob@corp.example"}).status_code == 200
+    assert "1 question(s) queued" in cli(web, "checkins", "send", "--user", "carol@corp.example", "--now")
+    web.flush_outbox()
+    mails = {m["To"].addresses[0].addr_spec: m for m in outbox_messages(web.settings)}
+    assert sorted(mails) == ["alice@corp.example", "bob@corp.example", "carol@corp.example"]
+    urls = {}
+    for address, mail in mails.items():
+        header = " ".join(str(mail["List-Unsubscribe"]).split())
+        match = re.fullmatch(r"<(https://status\.corp\.example/unsubscribe/[^>]+)>, "
+                             r"<mailto:status-request@corp\.example\?subject=unsubscribe>", header)
+        assert match, (address, header)
+        assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        urls[address] = urlsplit(match.group(1)).path
+    assert len(set(urls.values())) == 3  # each reader's own
+    done = web.client().post(urls["carol@corp.example"], content=b"List-Unsubscribe=One-Click",
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert done.status_code == 200
+    assert json.loads(cli(web, "users", "show", "carol@corp.example", "--json"))["digest"] == "off"
+    assert json.loads(cli(web, "users", "show", "alice@corp.example", "--json"))["digest"] != "off"
