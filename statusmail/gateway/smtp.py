@@ -9,6 +9,7 @@ committed. Every refusal, at whatever step, is written to the inbound log.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import ipaddress
 import logging
@@ -221,6 +222,18 @@ class StatusHandler:
 class GatewaySMTP(ChunkedDataSMTP):
     """The gateway's SMTP: aiosmtpd's own refusals spoken in RFC 3463 terms and logged."""
 
+    # The reverse-path of the MAIL command being answered: aiosmtpd refuses a declared
+    # SIZE= (RFC 1870 §6) before it sets the envelope's, and the log names the sender.
+    mail_from_asked = ""
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        words = (arg or "").split(":", 1)[-1].split()
+        self.mail_from_asked = words[0].strip("<>")[:320] if words else ""
+        try:
+            await super().smtp_MAIL(arg)
+        finally:
+            self.mail_from_asked = ""
+
     def push(self, status: str) -> Awaitable[None]:  # type: ignore[override]
         # Not a coroutine itself: every reply line of every session passes here, and an
         # extra coroutine frame per line showed in the listener's profile (bench/ingest.py).
@@ -240,6 +253,8 @@ class GatewaySMTP(ChunkedDataSMTP):
         assert self.session is not None
         handler: StatusHandler = self.event_handler
         env = handler.envelope_of(self.session, self.envelope or SmtpEnvelope())
+        if not env.mail_from and self.mail_from_asked:
+            env = dataclasses.replace(env, mail_from=self.mail_from_asked)
         detail = REFUSAL_DETAILS.get(
             reason, f"larger than smtp.max_message_bytes ({handler.settings.smtp.max_message_bytes})")
         reply = await handler.refuse(env, reason, detail, self.session)

@@ -139,6 +139,19 @@ def test_a_message_over_the_size_limit_is_refused_552_5_3_4(gateway_with):
     with Session(running.engine) as session:
         assert session.exec(select(InboundLog.reason)).all() == ["too_large"]
 
+def test_a_size_declared_too_large_at_mail_from_is_refused_552_and_logged_with_its_sender(gateway_with):
+    # RFC 1870 §6: the client declares SIZE= with MAIL; the refusal comes before any
+    # envelope exists, and the log still says whose mail it was (SPEC §3).
+    running = gateway_with(smtp="max_message_bytes = 2000")
+    with running.smtp() as client:
+        client.ehlo()
+        code, reply = client.mail("alice@corp.example", ["SIZE=5000"])
+    assert (code, reply.decode()) == (552, replies.REFUSED_TOO_LARGE.removeprefix("552 "))
+    with Session(running.engine) as session:
+        [entry] = session.exec(select(InboundLog)).all()
+    assert (entry.reason, entry.sender) == ("too_large", "alice@corp.example")
+
+
 def test_a_robot_is_accepted_silently_never_posted_never_answered(gateway, engine, settings):
     code, _ = gateway.send(make_mail(subject="Out of Office: back Monday", body="I am away"))
     assert code == 250
