@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.exc import OperationalError
 
 from statusmail.cli.app import (
     ROW_ID,
@@ -23,11 +24,12 @@ from statusmail.cli.app import (
 )
 from statusmail.cli.output import emit
 from statusmail.config import Settings
-from statusmail.errors import ListenError
+from statusmail.errors import ListenError, StoreUnavailable
 from statusmail.logs import redact
 from statusmail.store.db import (
     create_private_sqlite,
     current_revision,
+    describe_db_error,
     make_engine,
     upgrade,
 )
@@ -55,6 +57,8 @@ def init(app: App) -> None:
         before = current_revision(engine)
         upgrade(engine)
         after = current_revision(engine)
+    except OperationalError as exc:  # a server that does not answer: one line (SPEC §6)
+        raise StoreUnavailable(describe_db_error(exc)) from exc
     finally:
         engine.dispose()
     state = "created" if before is None else ("upgraded" if before != after else "up to date")

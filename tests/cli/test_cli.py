@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_mail
+from tests.conftest import cli_invoker, make_mail, write_config
 
 
 def inject(cli, mail) -> object:
@@ -24,6 +24,16 @@ def test_init_creates_the_database_and_secret_and_is_idempotent(uninitialised_cl
     second = cli("init")
     assert second.exit_code == 0 and "up to date" in second.stdout
     assert secret.read_text() == key
+
+
+def test_init_on_a_database_server_that_does_not_answer_is_one_line_and_exit_1(tmp_path):
+    # SPEC §6: a failed operation is one line on stderr, not a traceback. Port 1 refuses
+    # at once: no PostgreSQL server is needed to see it.
+    config = write_config(tmp_path, "postgresql+psycopg://statusmail@127.0.0.1:1/statusmail")
+    result = cli_invoker(config)("init")
+    assert result.exit_code == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("Error: database unavailable: ") and "127.0.0.1" in line
 
 
 def test_inject_posts_and_exits_0_then_posts_list_shows_it_as_json(cli):
