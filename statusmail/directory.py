@@ -22,7 +22,7 @@ from sqlmodel import Session, select
 from statusmail.config import is_timezone
 from statusmail.store.follows import Target, follow
 from statusmail.store.models import User
-from statusmail.store.users import ROLES, find_user, normalize_email, register_user
+from statusmail.store.users import ROLES, find_user, is_mail_address, normalize_email, register_user
 
 COLUMNS = ("email", "name", "role", "team", "manager", "timezone")
 
@@ -57,7 +57,7 @@ def read_rows(text: str, is_user: Callable[[str], bool] = lambda _email: False) 
         def get(key: str, record: dict[str, str | None] = record) -> str:
             return (record.get(key) or "").strip()
         email = normalize_email(get("email"))
-        if "@" not in email or email.startswith("@") or email.endswith("@"):
+        if not is_mail_address(email):
             raise ImportError_(f"line {line}: not a mail address: {get('email')!r}")
         if email in seen:
             raise ImportError_(f"line {line}: {email} appears twice")

@@ -12,7 +12,7 @@ from statusmail import moderation
 from statusmail.cli.app import App, acting, actor_option, config_option, json_option, main, pass_app, require_user
 from statusmail.cli.output import emit
 from statusmail.store.models import User
-from statusmail.store.users import ROLES, find_user, register_user, user_json
+from statusmail.store.users import ROLES, find_user, is_mail_address, normalize_email, register_user, user_json
 
 USER_COLUMNS = ("email", "name", "handle", "role", "team", "timezone", "digest", "banned")
 
@@ -60,7 +60,7 @@ def users_add(app: App, email: str, name: str, role: str, team: str, tz: str, as
     """Register a user."""
     from statusmail.config import is_timezone
 
-    if "@" not in email:
+    if not is_mail_address(normalize_email(email)):
         raise click.BadParameter(f"not a mail address: {email!r}", param_hint="EMAIL")
     if tz and not is_timezone(tz):
         raise click.BadParameter(f"unknown timezone {tz!r}", param_hint="--timezone")
@@ -165,7 +165,7 @@ def users_import(app: App, csv_file: Any, as_json: bool) -> None:
         with app.session() as session:
             # A progress bar only for a person at a terminal; scripts get the summary alone.
             bar = click.progressbar if sys.stdout.isatty() and not as_json else None
-            report = import_users(session, csv_file.read(), progress=bar)
+            report = import_users(session, read_text(csv_file), progress=bar)
     except ImportError_ as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
@@ -173,3 +173,12 @@ def users_import(app: App, csv_file: Any, as_json: bool) -> None:
     else:
         click.echo(f"{len(report['created'])} created, {len(report['updated'])} updated, "
                    f"{len(report['unchanged'])} unchanged, {report['follows_added']} org-chart follows added")
+
+
+def read_text(csv_file: Any) -> str:
+    try:
+        return str(csv_file.read())
+    except UnicodeDecodeError as exc:
+        # One line, not a traceback: a spreadsheet saved as Latin-1 or UTF-16 (SPEC §6).
+        raise click.ClickException(f"{csv_file.name}: not UTF-8 text (byte {exc.start}); "
+                                   "save the CSV as UTF-8 and import it again") from None

@@ -24,6 +24,16 @@ def normalize_email(address: str) -> str:
     return address.strip().strip("<>").lower()
 
 
+# RFC 5321 §4.1.2 in the form a company directory holds: one "@", a local part and a
+# domain, neither empty, no spaces or address punctuation ("a@b@c" is no mailbox).
+MAIL_ADDRESS = re.compile(r"[^\s@<>()\[\],;:\\\"]+@[^\s@<>()\[\],;:\\\"]+")
+
+
+def is_mail_address(address: str) -> bool:
+    domain = address.rpartition("@")[2]
+    return MAIL_ADDRESS.fullmatch(address) is not None and not domain.startswith(".") and ".." not in domain
+
+
 def base_address(address: str, delimiter: str = "+") -> str:
     """``alice+again@corp.example`` is ``alice@corp.example`` for identity, bans and limits
     (SPEC §5, ``policy.recipient_delimiter``; "" keeps sub-addresses distinct)."""

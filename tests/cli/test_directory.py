@@ -98,3 +98,23 @@ def test_a_manager_neither_in_the_file_nor_a_user_is_named(cli, tmp_path):
     result = cli("users", "import", write_csv(tmp_path, "email,manager\nx@corp.example,ghost@corp.example\n"))
     assert result.exit_code == 1
     assert result.stderr == "Error: line 2: manager ghost@corp.example is neither in the file nor a user\n"
+
+
+def test_an_address_with_no_local_part_no_domain_or_two_ats_is_no_user(cli, tmp_path):
+    # `users add` is bad usage (exit 2), a CSV row a failed import (exit 1, by line);
+    # neither leaves a user nobody can ever mail.
+    for address in ("x@", "@corp.example", "a@b@corp.example", "al ice@corp.example", "alice@corp example"):
+        result = cli("users", "add", address)
+        assert result.exit_code == 2 and "not a mail address" in result.stderr, address
+        result = cli("users", "import", write_csv(tmp_path, f"email,name\n{address},X\n"))
+        assert result.exit_code == 1 and "line 2: not a mail address" in result.stderr, address
+    assert json.loads(cli("users", "list", "--json").stdout) == []
+
+
+def test_a_csv_that_is_not_utf8_is_one_line_and_exit_1(cli, tmp_path):
+    path = tmp_path / "people.csv"
+    path.write_bytes("email,name\nbjörn@corp.example,Björn\n".encode("latin-1"))
+    result = cli("users", "import", str(path))
+    assert result.exit_code == 1
+    [line] = result.stderr.strip().splitlines()
+    assert "not UTF-8" in line
