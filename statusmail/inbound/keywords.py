@@ -19,7 +19,7 @@ from statusmail.outbound.notify import first_line
 from statusmail.store.follows import MuteChange, is_muted
 from statusmail.store.likes import LikeChange
 from statusmail.store.models import Post
-from statusmail.store.record import NewPost
+from statusmail.store.record import NewPost, nearest_stored_or_root
 from statusmail.store.users import SetUserFields
 
 LIKE_WORDS = frozenset({"+1", "like", "\N{THUMBS UP SIGN}"})
@@ -76,8 +76,7 @@ def act_on_keyword(mail: Incoming) -> None:
 
 def thread_root(mail: Incoming, parent: Post | NewPost) -> Post | NewPost:
     """The first post of ``parent``'s thread: stored, or decided earlier in this batch."""
-    while isinstance(parent, NewPost) and parent.parent is not None:
-        parent = parent.parent
-    if isinstance(parent, NewPost) or parent.thread_id is None:
-        return parent
-    return mail.session.get(Post, parent.thread_id) or parent
+    post = nearest_stored_or_root(parent)
+    if isinstance(post, NewPost) or post.thread_id is None:
+        return post
+    return mail.session.get(Post, post.thread_id) or post

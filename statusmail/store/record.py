@@ -109,9 +109,15 @@ def thread_key(parent: Post | NewPost) -> ThreadKey:
     """The thread that a reply to ``parent`` joins."""
     if parent.thread_id is not None:
         return parent.thread_id
-    while isinstance(parent, NewPost) and parent.parent is not None:
-        parent = parent.parent
-    return ("new", id(parent))
+    return ("new", id(nearest_stored_or_root(parent)))
+
+
+def nearest_stored_or_root(post: Post | NewPost) -> Post | NewPost:
+    """Up the parents of a post decided in this batch: the first one already stored, or
+    the batch's own root of its thread."""
+    while isinstance(post, NewPost) and post.parent is not None:
+        post = post.parent
+    return post
 
 
 def pending(session: Session) -> Pending:
