@@ -38,14 +38,25 @@ def checkin_config(tmp_path: Path, database_url: str, checkins: str = CHECKINS, 
 
 
 @pytest.fixture
-def env(tmp_path: Path, database_url: str) -> Any:
-    settings = load_settings(str(checkin_config(tmp_path, database_url)), environ={})
-    engine = make_engine(database_url)
-    upgrade(engine)
-    running = RunningGateway(settings, engine)
-    yield running
-    running.stop()
-    engine.dispose()
+def env_with(tmp_path: Path, database_url: str) -> Any:
+    """Start a check-in gateway with these [policy] lines; stopped after the test."""
+    started: list[RunningGateway] = []
+
+    def start(policy: str = "") -> RunningGateway:
+        settings = load_settings(str(checkin_config(tmp_path, database_url, policy=policy)), environ={})
+        engine = make_engine(database_url)
+        upgrade(engine)
+        started.append(RunningGateway(settings, engine))
+        return started[-1]
+    yield start
+    for running in started:
+        running.stop()
+        running.engine.dispose()
+
+
+@pytest.fixture
+def env(env_with: Any) -> Any:
+    return env_with()
 
 
 def add_user(engine: Any, email: str, name: str = "", **fields: Any) -> int:
@@ -203,26 +214,19 @@ def test_skip_posts_nothing_and_an_out_of_office_answer_is_dropped(env):
     assert row.skipped and row.answer_post_id is None
 
 
-def test_skip_from_someone_at_the_hourly_post_limit_is_done_and_an_answer_deferred(tmp_path, database_url):
+def test_skip_from_someone_at_the_hourly_post_limit_is_done_and_an_answer_deferred(env_with):
     """``skip`` posts nothing, so posts_per_hour does not defer it; an answer is a post and is."""
-    settings = load_settings(str(checkin_config(tmp_path, database_url, policy="posts_per_hour = 1")), environ={})
-    engine = make_engine(database_url)
-    upgrade(engine)
-    running = RunningGateway(settings, engine)
-    try:
-        question = asked(running)
-        assert running.send(make_mail(body="Reviewed the vendor contracts", subject="status",
-                                      sender="Kenji <kenji@corp.example>"), mail_from="kenji@corp.example")[0] == 250
-        code, reply = answer(running, question, "Shipped the billing export", "Kenji <kenji@corp.example>")
-        assert (code, reply) == (451, "4.7.1 Too many posts this hour, try again later")
-        code, reply = answer(running, question, "skip", "Kenji <kenji@corp.example>")
-        assert (code, reply) == (250, "2.0.0 OK: check-in skipped, nothing posted")
-        with Session(engine) as session:
-            [row] = session.exec(select(Checkin))
-        assert row.skipped and [p.body for p in posts(engine)] == ["Reviewed the vendor contracts"]
-    finally:
-        running.stop()
-        engine.dispose()
+    running = env_with("posts_per_hour = 1")
+    question = asked(running)
+    assert running.send(make_mail(body="Reviewed the vendor contracts", subject="status",
+                                  sender="Kenji <kenji@corp.example>"), mail_from="kenji@corp.example")[0] == 250
+    code, reply = answer(running, question, "Shipped the billing export", "Kenji <kenji@corp.example>")
+    assert (code, reply) == (451, "4.7.1 Too many posts this hour, try again later")
+    code, reply = answer(running, question, "skip", "Kenji <kenji@corp.example>")
+    assert (code, reply) == (250, "2.0.0 OK: check-in skipped, nothing posted")
+    with Session(running.engine) as session:
+        [row] = session.exec(select(Checkin))
+    assert row.skipped and [p.body for p in posts(running.engine)] == ["Reviewed the vendor contracts"]
 
 
 def test_an_answer_is_bound_to_its_reader_and_obeys_brevity(env):
@@ -238,21 +242,13 @@ def test_an_answer_is_bound_to_its_reader_and_obeys_brevity(env):
     assert posts(env.engine) == []
 
 
-def test_a_held_answer_waits_like_any_post(tmp_path, database_url):
-    settings = load_settings(str(checkin_config(tmp_path, database_url, policy='hold_patterns = ["(?i)secret"]')),
-                             environ={})
-    engine = make_engine(database_url)
-    upgrade(engine)
-    running = RunningGateway(settings, engine)
-    try:
-        question = asked(running)
-        code, reply = answer(running, question, "Worked on the secret merger", "Kenji <kenji@corp.example>")
-        assert (code, reply) == (250, "2.0.0 OK: held for moderation")
-        [post] = posts(engine)
-        assert post.status == "held" and tags_of(engine, post.id) == ["checkin"]
-    finally:
-        running.stop()
-        engine.dispose()
+def test_a_held_answer_waits_like_any_post(env_with):
+    running = env_with('hold_patterns = ["(?i)secret"]')
+    question = asked(running)
+    code, reply = answer(running, question, "Worked on the secret merger", "Kenji <kenji@corp.example>")
+    assert (code, reply) == (250, "2.0.0 OK: held for moderation")
+    [post] = posts(running.engine)
+    assert post.status == "held" and tags_of(running.engine, post.id) == ["checkin"]
 
 
 def test_checkin_off_by_mail_stops_the_question(env):

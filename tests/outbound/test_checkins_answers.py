@@ -13,12 +13,11 @@ from email.message import EmailMessage
 import time_machine
 from sqlmodel import Session, select
 
-from statusmail.config import load_settings
-from statusmail.store.db import make_engine, upgrade
 from statusmail.store.models import Checkin, Like, Mute
 from tests.conftest import RunningGateway, make_mail
-from tests.outbound.test_checkins import answer, asked, checkin_config, deliver, mails, posts, tags_of, text_of
+from tests.outbound.test_checkins import answer, asked, deliver, mails, posts, tags_of, text_of
 from tests.outbound.test_checkins import env as env
+from tests.outbound.test_checkins import env_with as env_with
 
 KENJI = "Kenji <kenji@corp.example>"
 HALF_PAST = datetime(2026, 11, 27, 7, 30, tzinfo=UTC)  # 16:30 in Tokyo, the question's day
@@ -167,23 +166,15 @@ def test_skip_and_brevity_apply_to_an_answer_sent_to_the_from_address(env):
     assert "the limit is 280" in notice["Subject"] and mails(env, "command") == []
 
 
-def test_an_answer_sent_to_the_from_address_is_held_like_any_post(tmp_path, database_url):
-    settings = load_settings(str(checkin_config(tmp_path, database_url, policy='hold_patterns = ["(?i)secret"]')),
-                             environ={})
-    engine = make_engine(database_url)
-    upgrade(engine)
-    running = RunningGateway(settings, engine)
-    try:
-        question = asked(running)
-        with time_machine.travel(HALF_PAST):
-            assert reply_to_from(running, question, "Worked on the secret merger") == (
-                250, "2.0.0 OK: held for moderation")
-        [post] = posts(engine)
-        assert post.status == "held" and post.body == "Worked on the secret merger"
-        assert tags_of(engine, post.id) == ["checkin"] and answer_row(running).answer_post_id == post.id
-    finally:
-        running.stop()
-        engine.dispose()
+def test_an_answer_sent_to_the_from_address_is_held_like_any_post(env_with):
+    running = env_with('hold_patterns = ["(?i)secret"]')
+    question = asked(running)
+    with time_machine.travel(HALF_PAST):
+        assert reply_to_from(running, question, "Worked on the secret merger") == (
+            250, "2.0.0 OK: held for moderation")
+    [post] = posts(running.engine)
+    assert post.status == "held" and post.body == "Worked on the secret merger"
+    assert tags_of(running.engine, post.id) == ["checkin"] and answer_row(running).answer_post_id == post.id
 
 
 def test_another_users_reply_to_the_question_is_not_their_answer(env):
