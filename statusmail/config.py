@@ -213,8 +213,9 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
         for env_name in environ:
             # A mistyped override (STATUSMAIL_POLICY_MAX_CHAR) is an unknown key, as it is
             # in the file; not silently the default (SPEC §2).
-            if env_name.startswith(env_section) and env_name[len(env_section):].lower() not in known:
-                raise ConfigError(f"{name}.{env_name[len(env_section):].lower()}: unknown key (from {env_name})")
+            key = env_name[len(env_section):].lower()
+            if env_name.startswith(env_section) and key not in known:
+                raise ConfigError(f"{name}.{key}: unknown key (from {env_name})")
         for key in known:
             env_name = f"{env_section}{key.upper()}"
             if env_name in environ:

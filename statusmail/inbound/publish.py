@@ -28,12 +28,11 @@ from statusmail.store.record import NewPost, recent_posts, recent_replies
 def limit_posts(mail: Incoming) -> None:
     """At most ``policy.posts_per_hour`` posts per sender; beyond it, 451 4.7.1 (SPEC §2).
 
-    The limit counts posts, so it defers only mail that would be one. It used to run
-    right after ``find_parent``, among the checks of who may speak, and so deferred a
-    one-word ``+1`` or ``mute`` reply from someone at the limit, which posts nothing and
-    is meant to act at once (SPEC §3). Whatever ends before this stage without a post
-    and is answered by mail (a keyword's confirmation, a too-long notice) stays within
-    ``policy.auto_answers_per_hour`` (``outbound/notices.py``)."""
+    The limit counts posts, so it defers only mail that would be one: a one-word ``+1``
+    or ``mute`` reply from someone at the limit posts nothing and acts at once (SPEC §3).
+    Whatever ends before this stage without a post and is answered by mail (a keyword's
+    confirmation, a too-long notice) stays within ``policy.auto_answers_per_hour``
+    (``outbound/notices.py``)."""
     assert mail.user is not None
     since = mail.now - timedelta(hours=1)
     count = recent_posts(mail.session, mail.user, since=since)
