@@ -55,7 +55,14 @@ sys.path.insert(0, str(ROOT))
 
 from sqlmodel import col, delete, func, select  # noqa: E402
 
-from bench.digest import WORDS, insert_rows, queued_count, run_capture_server, run_outbox_worker  # noqa: E402
+from bench.digest import (  # noqa: E402
+    WORDS,
+    insert_rows,
+    run_capture_server,
+    run_outbox_worker,
+    wait_for_capture,
+    wait_until_marked_sent,
+)
 from statusmail.config import load_settings  # noqa: E402
 from statusmail.gil import digest_process  # noqa: E402
 from statusmail.outbound import checkins  # noqa: E402
@@ -210,17 +217,20 @@ def render_rollups(settings: Any, engine: Any) -> tuple[int, float, int]:
 # --- the full path -------------------------------------------------------------------------
 
 
-def send_all(settings: Any, engine: Any, send: Callable[..., Any], poke: Callable[[], None]) -> tuple[int, float]:
-    """(mails queued, seconds until the capture server had the last one). The worker is
-    poked after each recorded batch, as serve's check-in scheduler pokes its own."""
+def send_all(settings: Any, engine: Any, send: Callable[..., Any], poke: Callable[[], None],
+             counter: Any) -> tuple[int, float, float]:
+    """(mails queued, seconds until the last was recorded, seconds until the capture
+    server had it). The worker is poked after each recorded batch, as serve's check-in
+    scheduler pokes its own."""
     started = time.perf_counter()
+    before = counter.value
     with digest_process():  # as `statusmail checkins …` runs it
         report = send(settings, engine, now=NOW, force=True, on_queued=poke)
     recorded = time.perf_counter() - started
-    while queued_count(engine):
-        time.sleep(0.05)
-    print(f"  (recorded in {recorded:.2f} s, all sent {time.perf_counter() - started:.2f} s)")
-    return report.queued, time.perf_counter() - started
+    wait_for_capture(counter, before + report.queued)
+    seconds = time.perf_counter() - started
+    wait_until_marked_sent(engine)
+    return report.queued, recorded, seconds
 
 
 def high_water_marks(engine: Any) -> dict[type[Any], int]:
@@ -303,15 +313,14 @@ enabled = true
                 render_rate = rendered / render_seconds
                 pids = (os.getpid(), worker.pid or 0, capture.pid or 0)
                 cpu_before = [cpu_seconds(p) for p in pids]
-                queued, send_seconds = send_all(settings, engine, sender, lambda: poke_end.send(None))
+                queued, recorded, send_seconds = send_all(settings, engine, sender, lambda: poke_end.send(None),
+                                                          counter)
                 cpu = [cpu_seconds(p) - b for p, b in zip(pids, cpu_before)]
                 send_rate = queued / send_seconds
-                while counter.value - before < queued and send_seconds < 600:  # the last mails in flight
-                    time.sleep(0.01)
                 ratios.append(send_rate / render_rate)
                 print(f"{name} (round {round_}): render only {rendered} in {render_seconds:.2f} s = "
                       f"{render_rate:.0f}/s (mean {render_bytes / max(rendered, 1) / 1024:.1f} KiB); send {queued} in "
-                      f"{send_seconds:.2f} s = {send_rate:.0f}/s; captured {counter.value - before}; "
+                      f"{send_seconds:.2f} s (recorded after {recorded:.2f} s) = {send_rate:.0f}/s; captured {counter.value - before}; "
                       f"ratio {ratios[-1]:.2f}; CPU s while sending: composer {cpu[0]:.1f}, "
                       f"outbox worker {cpu[1]:.1f}, capture server {cpu[2]:.1f}")
                 failed |= queued != rendered or counter.value - before != queued

@@ -203,15 +203,34 @@ def run_outbox_worker(config: str, stop: Any, pokes: Any = None) -> None:
     asyncio.run(main())
 
 
-def send_all(settings: Any, engine: Any, now: datetime) -> tuple[int, float]:
+def send_all(settings: Any, engine: Any, now: datetime, counter: Any) -> tuple[int, float]:
     """(digests queued, seconds until the capture server had the last one): this process
     is ``statusmail digest send --now``, the worker subprocess is ``serve``'s outbox."""
     started = time.perf_counter()
+    before = counter.value
     with digest_process():  # as `statusmail digest send` runs it
         report = send_digests(settings, engine, now=now, force=True)
-    while queued_count(engine):
+    wait_for_capture(counter, before + report.queued)
+    seconds = time.perf_counter() - started
+    wait_until_marked_sent(engine)
+    return report.queued, seconds
+
+
+def wait_for_capture(counter: Any, total: int, patience: float = 600.0) -> None:
+    """Until the capture server has ``total`` messages in all: the moment the relay has
+    the last mail, which the clock measures (checked every 2 ms, not a sleep per
+    database poll that would add up to its own length to every run)."""
+    deadline = time.perf_counter() + patience
+    while counter.value < total and time.perf_counter() < deadline:
+        time.sleep(0.002)
+
+
+def wait_until_marked_sent(engine: Any, patience: float = 60.0) -> None:
+    """Until the worker has recorded every captured mail as sent (outside the clock:
+    bookkeeping after the hand-off, which the next round must not overlap)."""
+    deadline = time.perf_counter() + patience
+    while queued_count(engine) and time.perf_counter() < deadline:
         time.sleep(0.05)
-    return report.queued, time.perf_counter() - started
 
 
 def queued_count(engine: Any) -> int:
@@ -260,7 +279,7 @@ allowed_domains = ["corp.example"]
         stop = multiprocessing.Event()
         worker = multiprocessing.Process(target=run_outbox_worker, args=(str(config), stop))
         worker.start()
-        queued, send_seconds = send_all(settings, engine, now)
+        queued, send_seconds = send_all(settings, engine, now, counter)
         stop.set()
         worker.join(60)
         send_rate = queued / send_seconds
