@@ -223,6 +223,13 @@ class Runner:
         again from its plan."""
         def again(ready: Ready) -> Ready:
             return prepare([ready.planned])[0]
+
+        def record_and_poke(ready: list[Ready]) -> list[str]:
+            outcomes = record(self.engine, self.settings, self.kind, ready, again)
+            if "queued" in outcomes and self.on_queued is not None:
+                self.on_queued()  # at the commit, not once the next batch is composed: the worker sends meanwhile
+            return outcomes
+
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkin-record") as recorder:
             recording: tuple[list[Ready], Future[list[str]]] | None = None
             for start in range(0, len(due), BATCH):
@@ -235,7 +242,7 @@ class Runner:
                     continue
                 if recording is not None:
                     self.tally(recording[0], recording[1].result())
-                recording = (ready, recorder.submit(record, self.engine, self.settings, self.kind, ready, again))
+                recording = (ready, recorder.submit(record_and_poke, ready))
             if recording is not None:
                 self.tally(recording[0], recording[1].result())
         return self.report
@@ -247,8 +254,6 @@ class Runner:
                 self.report.leave_out(r.planned.reader, f"already sent for {r.planned.period}")
             elif outcome == "empty":
                 self.report.leave_out(r.planned.reader, EMPTY_WHY[self.kind].format(period=r.planned.period))
-        if "queued" in outcomes and self.on_queued is not None:
-            self.on_queued()
 
 
 EMPTY_WHY = {

@@ -335,7 +335,8 @@ def send_digests(settings: Settings, engine: Engine, *, now: datetime | None = N
                  stopping: threading.Event | None = None, explain: bool = False) -> SendReport:
     """Send every digest due at ``now`` (``force``: due or not); what ``digest send`` and
     the scheduler run. ``dry_run`` decides and counts but changes nothing. ``progress`` is
-    called with (readers done, readers due); ``on_queued`` after each committed batch.
+    called with (readers done, readers due); ``on_queued`` after each committed batch that
+    queued mail, from the thread that committed it (so it must be thread-safe).
     ``explain`` fills the report's ``left_out`` (the command line; the scheduler, which
     looks at every reader every minute, does without)."""
     now = now or utcnow()
@@ -356,11 +357,15 @@ def send_digests(settings: Settings, engine: Engine, *, now: datetime | None = N
             setattr(report, outcome, getattr(report, outcome) + 1)
             if explain and outcome in reasons and not dry_run:
                 report.left_out.append(LeftOut(planned.recipient.email, reasons[outcome], outcome))
-        if "queued" in outcomes and on_queued is not None:
-            on_queued()
         done += len(outcomes)
         if progress is not None:
             progress(done, len(due))
+
+    def record_and_poke(ready: list[Ready]) -> list[str]:
+        outcomes = record(engine, settings, ready, now)
+        if "queued" in outcomes and on_queued is not None:
+            on_queued()  # at the commit, not once the next batch is composed: the worker sends meanwhile
+        return outcomes
 
     # One batch is recorded (in this one thread) while the next is composed: the commit's
     # fsync, and any wait for SQLite's write lock while the outbox worker marks mail sent,
@@ -381,7 +386,7 @@ def send_digests(settings: Settings, engine: Engine, *, now: datetime | None = N
             ready = prepare(engine, settings, batch, now)
             if recording is not None:
                 tally(recording.result(), recording_start)
-            recording, recording_start = recorder.submit(record, engine, settings, ready, now), start
+            recording, recording_start = recorder.submit(record_and_poke, ready), start
         if recording is not None:
             tally(recording.result(), recording_start)
     return report

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -469,4 +470,32 @@ def test_send_functions_queue_nothing_without_users(tmp_path, database_url):
     upgrade(engine)
     for send in (send_questions, send_roundups, send_rollups):
         assert send(settings, engine, force=True).queued == 0
+    engine.dispose()
+
+
+def test_the_outbox_worker_is_woken_when_a_batch_commits_not_when_the_next_is_composed(tmp_path, database_url,
+                                                                                      monkeypatch):
+    """serve's worker sends the first batch while the run composes the rest: the wake-up
+    comes from the commit (here a batch is one reader, and composing the second question
+    waits for the first one's wake-up; before, it came only after that composing)."""
+    from statusmail.outbound import checkins
+
+    settings = load_settings(str(checkin_config(tmp_path, database_url)), environ={})
+    engine = make_engine(database_url)
+    upgrade(engine)
+    add_user(engine, "kenji@corp.example", timezone="Asia/Tokyo")
+    add_user(engine, "nora@corp.example", timezone="Asia/Tokyo")
+    monkeypatch.setattr(checkins, "BATCH", 1)
+    woken = threading.Event()
+    seen_when_composing: list[bool] = []
+    compose = checkins.compose_question
+
+    def composing(*args: Any, **kwargs: Any) -> EmailMessage:
+        if args[1].email == "nora@corp.example":
+            seen_when_composing.append(woken.wait(5))
+        return compose(*args, **kwargs)
+
+    monkeypatch.setattr(checkins, "compose_question", composing)
+    report = send_questions(settings, engine, now=FRIDAY_TOKYO_16, force=True, on_queued=woken.set)
+    assert report.queued == 2 and seen_when_composing == [True]
     engine.dispose()

@@ -166,6 +166,33 @@ def test_two_concurrent_senders_make_one_digest_and_one_mail_per_reader(settings
     assert gc.get_freeze_count() == 0
 
 
+def test_the_outbox_worker_is_woken_when_a_batch_commits_not_when_the_next_is_composed(settings, engine,
+                                                                                      monkeypatch):
+    """serve's worker sends the first digests while the run composes the rest: the
+    wake-up comes from the commit (a batch is one reader here, and composing the second
+    digest waits for the first one's wake-up; before, it came only after that composing)."""
+    from statusmail.outbound import digest
+
+    readers = [add_user(engine, "lea@corp.example"), add_user(engine, "nora@corp.example")]
+    carol = add_user(engine, "carol@corp.example", digest="off")
+    for reader in readers:
+        add_follow(engine, reader, target=carol)
+    add_post(engine, carol, "Quarterly numbers are in", NOW - timedelta(hours=2))
+    monkeypatch.setattr(digest, "BATCH", 1)
+    woken = threading.Event()
+    seen_when_composing: list[bool] = []
+    prepare = digest.prepare
+
+    def composing(engine: Any, settings: Any, batch: list[Any], now: datetime) -> Any:
+        if batch[0][0].recipient.email == "nora@corp.example":
+            seen_when_composing.append(woken.wait(5))
+        return prepare(engine, settings, batch, now)
+
+    monkeypatch.setattr(digest, "prepare", composing)
+    report = send_digests(settings, engine, now=NOW, force=True, on_queued=woken.set)
+    assert report.queued == 2 and seen_when_composing == [True]
+
+
 def test_a_period_already_sent_is_not_sent_again_even_with_now(settings, engine):
     lea, carol = two_people(engine)
     add_post(engine, carol, "First", NOW - timedelta(hours=2))
