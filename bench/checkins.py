@@ -75,7 +75,7 @@ from statusmail.outbound.checkin_content import (  # noqa: E402
     week_for,
 )
 from statusmail.outbound.checkin_schedule import previous_working_day  # noqa: E402
-from statusmail.outbound.digest_content import load_window  # noqa: E402
+from statusmail.outbound.digest_content import load_threads  # noqa: E402
 from statusmail.outbound.tokens import new_token  # noqa: E402
 from statusmail.store.db import make_engine, transaction, upgrade  # noqa: E402
 from statusmail.store.models import (  # noqa: E402
@@ -200,7 +200,7 @@ def render_rollups(settings: Any, engine: Any) -> tuple[int, float, int]:
     since = NOW - checkins.WEEK
     with transaction(engine) as session:
         chart = OrgChart.of(load_readers(session, settings))
-        window = load_window(session, since, NOW)
+        window = load_threads(session, since, NOW)
     count, spent, size = 0, 0.0, 0
     for reader in chart.readers.values():
         if not chart.manages_someone(reader):

@@ -4,7 +4,7 @@ leader's week.
 Everything a run needs is loaded once, in a few queries, as slim tuples; each reader's
 mail is then built in memory. Only visible posts ever appear: an answer that is held,
 hidden or deleted is not an answer in any round-up, and the leader's week is built on
-the digests' news window (:func:`~statusmail.outbound.digest_content.load_window`),
+the threads of the digests' news window (:func:`~statusmail.outbound.digest_content.load_threads`),
 which already leaves out every post that is not visible and every reply in a thread
 whose root is not.
 """
@@ -195,6 +195,7 @@ class Week:
     teams: list[TeamWeek]
     more_teams: int = 0
     more_posts: int = 0  # in the teams not shown
+    authors: dict[int, str] = field(default_factory=dict)  # user id -> name, for the posts' bylines
 
     @property
     def count(self) -> int:
@@ -209,10 +210,12 @@ def week_for(chart: OrgChart, window: Window, reader: Reader, since: datetime) -
     """The visible posts of everyone below ``reader`` after ``since``, by team, most
     discussed first (reply count, then the newest); teams by how much they said."""
     by_team: dict[str, list[WindowPost]] = defaultdict(list)
+    authors = {}
     for person in chart.below(reader):
         posts = window.by_author.get(person.id)
         if posts:
             by_team[person.team].extend(p for p in posts if p.created_at > since)
+            authors[person.id] = person.display_name
     ranked = []
     for team, posts in by_team.items():
         if not posts:
@@ -223,4 +226,4 @@ def week_for(chart: OrgChart, window: Window, reader: Reader, since: datetime) -
     teams = [TeamWeek(team or NO_TEAM, posts[:TEAM_LIMIT], max(0, len(posts) - TEAM_LIMIT))
              for *_, team, posts in ranked[:MAX_TEAMS]]
     rest = ranked[MAX_TEAMS:]
-    return Week(since, window.until, teams, more_teams=len(rest), more_posts=sum(r[1] for r in rest))
+    return Week(since, window.until, teams, more_teams=len(rest), more_posts=sum(r[1] for r in rest), authors=authors)

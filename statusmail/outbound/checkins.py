@@ -52,7 +52,7 @@ from statusmail.outbound.checkin_content import (
 from statusmail.outbound.checkin_schedule import question_day, rollup_week, roundup_day
 from statusmail.outbound.compose import Draft, build_message
 from statusmail.outbound.digest import local_time, reply_link
-from statusmail.outbound.digest_content import chunks, load_window
+from statusmail.outbound.digest_content import Window, chunks, load_threads
 from statusmail.outbound.outbox import Serialized, enqueue_many, row_values, serialize
 from statusmail.outbound.scheduler import Scheduler
 from statusmail.outbound.threadindex import new_thread_index
@@ -409,7 +409,7 @@ def send_roundups(settings: Settings, engine: Engine, *, now: datetime | None = 
 # --- the leader's week --------------------------------------------------------------------
 
 
-def compose_rollup(settings: Settings, reader: Reader, week: Week, tokens: dict[int, str], window: Any,
+def compose_rollup(settings: Settings, reader: Reader, week: Week, tokens: dict[int, str], window: Window,
                    now: datetime) -> EmailMessage:
     teams = []
     for team in week.teams:
@@ -417,7 +417,7 @@ def compose_rollup(settings: Settings, reader: Reader, week: Week, tokens: dict[
         for post in team.posts:
             address = token_address(tokens[post.id], settings)
             subject = window.thread_subject(post)
-            entries.append({"author": window.names.get(post.author_id, ""), "time": local_time(post.created_at, reader),  # type: ignore[arg-type]
+            entries.append({"author": week.authors.get(post.author_id, ""), "time": local_time(post.created_at, reader),  # type: ignore[arg-type]
                             "text": post.body, "reply_count": window.reply_count(post), "is_reply": post.is_reply,
                             "thread_subject": subject, "reply_address": address,
                             "reply_url": reply_link(address, subject)})
@@ -474,7 +474,7 @@ def send_rollups(settings: Settings, engine: Engine, *, now: datetime | None = N
         ends = previous_week_ends(session, [p.reader.id for p in due])
         since = {p.reader.id: max(ends[p.reader.id], now - MAX_WEEK_LOOKBACK) if p.reader.id in ends else now - WEEK
                  for p in due}
-        window = load_window(session, min(since.values()), now) if due else None
+        window = load_threads(session, min(since.values()), now) if due else None
 
     def prepare(batch: list[Planned]) -> list[Ready]:
         assert window is not None
