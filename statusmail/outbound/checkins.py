@@ -56,7 +56,7 @@ from statusmail.outbound.digest_content import Window, chunks, load_threads
 from statusmail.outbound.outbox import Serialized, enqueue_many, row_values, serialize
 from statusmail.outbound.scheduler import Scheduler
 from statusmail.outbound.threadindex import new_thread_index
-from statusmail.outbound.tokens import new_tokens
+from statusmail.outbound.tokens import known_tokens, new_tokens, tokens_for_mail
 from statusmail.store.db import transaction
 from statusmail.store.models import Checkin, CheckinMail, ReplyToken, utcnow
 
@@ -168,29 +168,6 @@ def taken_periods(session: Session, kind: str, wanted: dict[int, str]) -> set[tu
                 CheckinMail.kind == kind, col(CheckinMail.user_id).in_(ids), col(CheckinMail.period).in_(periods))
         taken.update(session.exec(query).all())
     return taken
-
-
-def user_tokens(session: Session, wanted: dict[int, list[int]]) -> dict[tuple[int, int], str]:
-    """The readers' existing reply tokens for the posts their mails list."""
-    known: dict[tuple[int, int], str] = {}
-    posts = sorted({post_id for ids in wanted.values() for post_id in ids})
-    if not posts:
-        return known
-    for readers in chunks(sorted(wanted)):
-        for part in chunks(posts):
-            for user_id, post_id, token in session.exec(
-                    select(ReplyToken.user_id, ReplyToken.post_id, ReplyToken.token)
-                    .where(col(ReplyToken.user_id).in_(list(readers)), col(ReplyToken.post_id).in_(list(part)))):
-                known[(user_id, post_id)] = token
-    return known
-
-
-def split_tokens(known: dict[tuple[int, int], str], user_id: int, post_ids: Sequence[int]) -> tuple[dict[int, str], dict[int, str]]:
-    """(every token the reader's mail needs, the new ones among them)."""
-    have = {p: known[(user_id, p)] for p in post_ids if (user_id, p) in known}
-    missing = [p for p in post_ids if p not in have]
-    minted = dict(zip(missing, new_tokens(len(missing))))
-    return {**have, **minted}, minted
 
 
 class Runner:
@@ -387,7 +364,7 @@ def send_roundups(settings: Settings, engine: Engine, *, now: datetime | None = 
         contents = {p.reader.id: roundup_for(chart, p.reader, p.period, answers, skips) for p in batch}
         wanted_posts = {uid: [a.post_id for t in teams for a in t.answers] for uid, teams in contents.items() if teams}
         with transaction(engine) as session:
-            known = user_tokens(session, wanted_posts)
+            known = known_tokens(session, wanted_posts)
         ready = []
         for planned in batch:
             teams = contents[planned.reader.id]
@@ -397,7 +374,7 @@ def send_roundups(settings: Settings, engine: Engine, *, now: datetime | None = 
             if not count:
                 ready.append(Ready(Planned(planned.reader, planned.period, 0), None, row))
                 continue
-            tokens, minted = split_tokens(known, planned.reader.id, wanted_posts[planned.reader.id])
+            tokens, minted = tokens_for_mail(known, planned.reader.id, wanted_posts[planned.reader.id])
             mail = None if dry_run else serialize(compose_roundup(settings, planned.reader, planned.period, teams,
                                                                   tokens, now))
             ready.append(Ready(Planned(planned.reader, planned.period, count), mail, row, minted))
@@ -481,7 +458,7 @@ def send_rollups(settings: Settings, engine: Engine, *, now: datetime | None = N
         weeks = {p.reader.id: week_for(chart, window, p.reader, since[p.reader.id]) for p in batch}
         wanted_posts = {uid: [post.id for post in week.posts()] for uid, week in weeks.items() if week.count}
         with transaction(engine) as session:
-            known = user_tokens(session, wanted_posts)
+            known = known_tokens(session, wanted_posts)
         ready = []
         for planned in batch:
             week = weeks[planned.reader.id]
@@ -490,7 +467,7 @@ def send_rollups(settings: Settings, engine: Engine, *, now: datetime | None = N
             if not week.count:
                 ready.append(Ready(Planned(planned.reader, planned.period, 0), None, row))
                 continue
-            tokens, minted = split_tokens(known, planned.reader.id, wanted_posts[planned.reader.id])
+            tokens, minted = tokens_for_mail(known, planned.reader.id, wanted_posts[planned.reader.id])
             mail = None if dry_run else serialize(compose_rollup(settings, planned.reader, week, tokens, window, now))
             ready.append(Ready(Planned(planned.reader, planned.period, week.count), mail, row, minted))
         return ready

@@ -56,7 +56,7 @@ from statusmail.outbound.digest_schedule import (
 from statusmail.outbound.outbox import Serialized, enqueue_many, row_values, serialize
 from statusmail.outbound.scheduler import Scheduler
 from statusmail.outbound.threadindex import new_thread_index
-from statusmail.outbound.tokens import new_tokens
+from statusmail.outbound.tokens import known_tokens, tokens_for_mail
 from statusmail.store.db import transaction
 from statusmail.store.models import Digest, ReplyToken, User, utcnow
 
@@ -195,12 +195,6 @@ def already_done(session: Session, emails: dict[int, str], taken: set[tuple[int,
 # --- composing ----------------------------------------------------------------------------
 
 
-def known_tokens(session: Session, user_id: int, post_ids: Sequence[int]) -> dict[int, str]:
-    """The reader's existing reply tokens for these posts, in one query."""
-    return dict(session.exec(select(ReplyToken.post_id, ReplyToken.token)
-                             .where(ReplyToken.user_id == user_id, col(ReplyToken.post_id).in_(post_ids))).all())
-
-
 def local_time(moment: datetime, recipient: Recipient) -> str:
     """``Wed 25 Nov, 14:05`` in the reader's zone; English names, whatever the server locale."""
     local = moment.astimezone(recipient.zone)
@@ -261,21 +255,12 @@ def prepare(engine: Engine, settings: Settings, batch: list[tuple[Planned, Diges
     outlive a few garbage collections and make the collector sweep the whole heap again
     and again, which cost more than the database writes."""
     wanted = {p.recipient.id: [item.post.id for item in c.items()] for p, c in batch if c.count}
-    known: dict[tuple[int, int], str] = {}
-    posts = sorted({post_id for ids in wanted.values() for post_id in ids})
-    if posts:
-        with transaction(engine) as session:
-            for user_id, post_id, token in session.exec(select(ReplyToken.user_id, ReplyToken.post_id, ReplyToken.token)
-                                                        .where(col(ReplyToken.user_id).in_(list(wanted)),
-                                                               col(ReplyToken.post_id).in_(posts))):
-                known[(user_id, post_id)] = token
+    with transaction(engine) as session:
+        known = known_tokens(session, wanted)
     ready = []
     for planned, content in batch:
-        user_id = planned.recipient.id
-        tokens = {post_id: known[(user_id, post_id)] for post_id in wanted.get(user_id, ()) if (user_id, post_id) in known}
-        missing = [post_id for post_id in wanted.get(user_id, ()) if post_id not in tokens]
-        minted = dict(zip(missing, new_tokens(len(missing))))
-        mail = serialize(compose(settings, planned.recipient, content, {**tokens, **minted}, now)) if content.count else None
+        tokens, minted = tokens_for_mail(known, planned.recipient.id, wanted.get(planned.recipient.id, []))
+        mail = serialize(compose(settings, planned.recipient, content, tokens, now)) if content.count else None
         ready.append(Ready(planned, content, mail, minted))
     return ready
 
@@ -409,9 +394,8 @@ def preview(settings: Settings, engine: Engine, user_id: int, now: datetime | No
         if not content.count:
             return Preview(None, "nothing new")
         post_ids = [item.post.id for item in content.items()]
-        tokens = known_tokens(session, user_id, post_ids)
-    missing = [post_id for post_id in post_ids if post_id not in tokens]
-    tokens.update(zip(missing, new_tokens(len(missing))))
+        known = known_tokens(session, {user_id: post_ids})
+    tokens, _ = tokens_for_mail(known, user_id, post_ids)  # the new ones are not stored
     return Preview(compose(settings, recipient, content, tokens, now))
 
 
