@@ -485,7 +485,7 @@ def test_the_outbox_worker_is_woken_when_a_batch_commits_not_when_the_next_is_co
     upgrade(engine)
     add_user(engine, "kenji@corp.example", timezone="Asia/Tokyo")
     add_user(engine, "nora@corp.example", timezone="Asia/Tokyo")
-    monkeypatch.setattr(checkins, "BATCH", 1)
+    monkeypatch.setitem(checkins.BATCH, "question", 1)
     woken = threading.Event()
     seen_when_composing: list[bool] = []
     compose = checkins.compose_question
