@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -53,6 +52,7 @@ from statusmail.outbound.checkin_schedule import question_day, rollup_week, roun
 from statusmail.outbound.compose import Draft, build_message
 from statusmail.outbound.digest import local_time, reply_link
 from statusmail.outbound.digest_content import Window, chunks, load_threads
+from statusmail.outbound.fanout import compose_while_recording
 from statusmail.outbound.outbox import Serialized, enqueue_many, row_values, serialize
 from statusmail.outbound.scheduler import Scheduler
 from statusmail.outbound.threadindex import new_thread_index
@@ -197,39 +197,26 @@ class Runner:
         return due
 
     def run(self, due: list[Planned], prepare: Callable[[list[Planned]], list[Ready]]) -> Report:
-        """One batch is recorded in a second thread while the next is composed, as for
-        digests: the commit's fsync (and any wait for SQLite's write lock while the
-        outbox worker marks mail sent) overlaps with composing. One batch at most is in
-        flight, and outcomes are counted in order. A mail that lost a race is composed
-        again from its plan."""
+        """Compose and record ``due`` in batches, the next composed while the last is
+        recorded (:mod:`~statusmail.outbound.fanout`). A mail that lost a race is
+        composed again from its plan. A dry run composes and counts, and records nothing."""
         def again(ready: Ready) -> Ready:
             return prepare([ready.planned])[0]
 
-        def record_and_poke(ready: list[Ready]) -> list[str]:
-            outcomes = record(self.engine, self.settings, self.kind, ready, again)
-            if "queued" in outcomes and self.on_queued is not None:
-                self.on_queued()  # at the commit, not once the next batch is composed: the worker sends meanwhile
-            return outcomes
+        def record_batch(ready: list[Ready]) -> list[str]:
+            if self.dry_run:
+                return ["queued" if r.mail is not None else "empty" for r in ready]
+            return record(self.engine, self.settings, self.kind, ready, again)
 
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkin-record") as recorder:
-            recording: tuple[list[Ready], Future[list[str]]] | None = None
-            size = BATCH[self.kind]
-            for start in range(0, len(due), size):
-                if self.stopping is not None and self.stopping.is_set():
-                    break
-                ready = prepare(due[start:start + size])
-                if self.dry_run:
-                    self.report.planned += [r.planned for r in ready]
-                    self.tally(ready, ["queued" if r.mail is not None else "empty" for r in ready])
-                    continue
-                if recording is not None:
-                    self.tally(recording[0], recording[1].result())
-                recording = (ready, recorder.submit(record_and_poke, ready))
-            if recording is not None:
-                self.tally(recording[0], recording[1].result())
+        size = BATCH[self.kind]
+        compose_while_recording((prepare(due[start:start + size]) for start in range(0, len(due), size)),
+                                record_batch, self.tally, on_queued=None if self.dry_run else self.on_queued,
+                                stopping=self.stopping, thread_name="checkin-record")
         return self.report
 
     def tally(self, ready: list[Ready], outcomes: list[str]) -> None:
+        if self.dry_run:
+            self.report.planned += [r.planned for r in ready]
         for r, outcome in zip(ready, outcomes):
             setattr(self.report, outcome, getattr(self.report, outcome) + 1)
             if outcome == "already":

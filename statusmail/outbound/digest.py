@@ -18,10 +18,11 @@ scheduler does not recompute a reader with nothing new every minute of the day, 
 the next digest starts where this empty one ended.
 
 A run is batched for scale: the news window, follows and mutes are loaded once in a few
-queries; readers are then composed and recorded 100 at a time, with one query for their
-existing reply tokens and one short transaction (one commit) for their outbox rows,
-Digest rows and new tokens. That transaction runs in a second thread while the next
-batch is composed. A batch that conflicts with another sender is retried reader by
+queries; readers are then composed and recorded 100 at a time, with a query per 500 of their
+existing reply tokens (:func:`~statusmail.outbound.tokens.known_tokens`) and one short
+transaction (one commit) for their outbox rows, Digest rows and new tokens. That
+transaction runs in a second thread while the next batch is composed
+(:mod:`~statusmail.outbound.fanout`). A batch that conflicts with another sender is retried reader by
 reader, so the unique key still decides for each reader alone.
 """
 
@@ -30,7 +31,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
@@ -53,6 +53,7 @@ from statusmail.outbound.digest_schedule import (
     window_start,
     zone_of,
 )
+from statusmail.outbound.fanout import compose_while_recording
 from statusmail.outbound.outbox import Serialized, enqueue_many, row_values, serialize
 from statusmail.outbound.scheduler import Scheduler
 from statusmail.outbound.threadindex import new_thread_index
@@ -336,44 +337,33 @@ def send_digests(settings: Settings, engine: Engine, *, now: datetime | None = N
         interests = load_interests(session, [p.recipient.id for p in due])
     reasons = {"empty": "nothing new", "already": "already sent for this period, by another sender just now"}
 
-    def tally(outcomes: list[str], start: int = 0) -> None:
+    def compose_batch(part: list[Planned]) -> list[Ready]:
+        batch = [(p, collect(window, p.recipient.id, interests[p.recipient.id], p.since)) for p in part]
+        if dry_run:
+            return [Ready(p, content, None, {}) for p, content in batch]
+        return prepare(engine, settings, batch, now)
+
+    def record_batch(ready: list[Ready]) -> list[str]:
+        if dry_run:
+            return ["queued" if r.content.count else "empty" for r in ready]
+        return record(engine, settings, ready, now)
+
+    def tally(ready: list[Ready], outcomes: list[str]) -> None:
         nonlocal done
-        for planned, outcome in zip(due[start:start + len(outcomes)], outcomes):
+        if dry_run:
+            report.planned += [Planned(r.planned.recipient, r.planned.period, r.planned.since, r.content.count)
+                               for r in ready]
+        for r, outcome in zip(ready, outcomes):
             setattr(report, outcome, getattr(report, outcome) + 1)
             if explain and outcome in reasons and not dry_run:
-                report.left_out.append(LeftOut(planned.recipient.email, reasons[outcome], outcome))
+                report.left_out.append(LeftOut(r.planned.recipient.email, reasons[outcome], outcome))
         done += len(outcomes)
         if progress is not None:
             progress(done, len(due))
 
-    def record_and_poke(ready: list[Ready]) -> list[str]:
-        outcomes = record(engine, settings, ready, now)
-        if "queued" in outcomes and on_queued is not None:
-            on_queued()  # at the commit, not once the next batch is composed: the worker sends meanwhile
-        return outcomes
-
-    # One batch is recorded (in this one thread) while the next is composed: the commit's
-    # fsync, and any wait for SQLite's write lock while the outbox worker marks mail sent,
-    # then overlap with composing instead of adding to it. One batch at most is in flight,
-    # and outcomes are counted in order.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-record") as recorder:
-        recording: Future[list[str]] | None = None
-        recording_start = 0  # where in ``due`` the batch being recorded begins
-        for start in range(0, len(due), BATCH):
-            if stopping is not None and stopping.is_set():
-                break
-            batch = [(p, collect(window, p.recipient.id, interests[p.recipient.id], p.since))
-                     for p in due[start:start + BATCH]]
-            if dry_run:
-                report.planned += [Planned(p.recipient, p.period, p.since, c.count) for p, c in batch]
-                tally(["queued" if c.count else "empty" for _, c in batch], start)
-                continue
-            ready = prepare(engine, settings, batch, now)
-            if recording is not None:
-                tally(recording.result(), recording_start)
-            recording, recording_start = recorder.submit(record_and_poke, ready), start
-        if recording is not None:
-            tally(recording.result(), recording_start)
+    compose_while_recording((compose_batch(due[start:start + BATCH]) for start in range(0, len(due), BATCH)),
+                            record_batch, tally, on_queued=None if dry_run else on_queued, stopping=stopping,
+                            thread_name="digest-record")
     return report
 
 
