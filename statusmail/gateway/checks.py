@@ -113,9 +113,36 @@ def database_file_warnings(url: str) -> list[str]:
     return warnings
 
 
+def secret_file_warnings(settings: Settings) -> list[str]:
+    """A file of secrets that group or others may read or write.
+
+    ``init`` and ``serve`` make the gateway's key owner-only, but the credentials files
+    are the administrator's, and a key restored from a backup keeps the backup's mode.
+    Whoever reads the key can sign any reader's feed and unsubscribe links (``signing.py``);
+    the others are passwords and the TLS private key."""
+    files = [(settings.gateway.secret_key_file, "gateway.secret_key_file", "the key that signs feed and unsubscribe links"),
+             (settings.smtp.tls_key, "smtp.tls_key", "the TLS private key"),
+             (settings.smtp.auth_file, "smtp.auth_file", "the SMTP AUTH users' password hashes"),
+             (settings.imap.password_file, "imap.password_file", "the mailbox password"),
+             (settings.outbound.password_file, "outbound.password_file", "the relay password")]
+    warnings = []
+    for path, key, holds in files:
+        if not path:
+            continue
+        try:
+            mode = stat.S_IMODE(Path(path).stat().st_mode)
+        except OSError:
+            continue  # missing: the setting's own check says so where it matters
+        if mode & 0o066:
+            target = Path(path).absolute()
+            warnings.append(f"{key}: {target} is mode {mode:04o}: {who_can(mode)}, and it holds {holds}; "
+                            f"chmod 600 {shlex.quote(str(target))}")
+    return warnings
+
+
 def config_warnings(settings: Settings) -> list[str]:
     """Set-ups that work but trust more than they should; ``check`` prints them, exit 0."""
-    warnings: list[str] = database_file_warnings(settings.gateway.database_url)
+    warnings: list[str] = database_file_warnings(settings.gateway.database_url) + secret_file_warnings(settings)
     if settings.imap.enabled and settings.policy.sender_auth == "network":
         # Anyone who can mail the mailbox reaches it, so no network vouches for the sender.
         warnings.append('mailbox: imap.enabled with policy.sender_auth = "network" trusts any From header '

@@ -208,6 +208,35 @@ def test_check_warns_about_wal_and_shm_files_that_kept_a_wider_mode(tmp_path):
                         f"reply tokens and raw mail; chmod 600 {database}-{suffix}" for suffix in ("wal", "shm")]
 
 
+def test_check_warns_about_a_secret_key_or_password_file_others_can_read(tmp_path):
+    """Whoever reads the key signs any reader's feed and unsubscribe links; a relay
+    password file belongs to the owner alone. Both are named with the fix."""
+    from tests.conftest import cli_invoker, write_config
+
+    password = tmp_path / "relay.password"
+    password.write_text("hunter2\n")
+    password.chmod(0o600)
+    config = write_config(tmp_path, f"sqlite:///{tmp_path}/var/statusmail.db")
+    config.write_text(config.read_text().replace("[outbound]\n", f'[outbound]\npassword_file = "{password}"\n'))
+    cli = cli_invoker(config)
+    assert cli("init").exit_code == 0
+    key = tmp_path / "secret.key"
+
+    def secret_warnings() -> list[str]:
+        result = cli("check")
+        assert result.exit_code == 0 and "hunter2" not in result.output
+        return [line for line in result.stdout.splitlines() if line.startswith("warn  ") and "database:" not in line]
+
+    assert secret_warnings() == []  # init made the key 0600
+    key.chmod(0o644)
+    password.chmod(0o640)
+    assert secret_warnings() == [
+        f"warn  gateway.secret_key_file: {key} is mode 0644: group and others can read it, and it holds the key "
+        f"that signs feed and unsubscribe links; chmod 600 {key}",
+        f"warn  outbound.password_file: {password} is mode 0640: group can read it, and it holds the relay "
+        f"password; chmod 600 {password}"]
+
+
 def test_check_does_not_look_for_database_files_behind_a_postgresql_url(cli, database_url, tmp_path):
     if not database_url.startswith("postgresql"):
         pytest.skip("the PostgreSQL case")
