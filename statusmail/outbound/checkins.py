@@ -204,8 +204,8 @@ class Runner:
             return prepare([ready.planned])[0]
 
         def record_batch(ready: list[Ready]) -> list[str]:
-            if self.dry_run:
-                return ["queued" if r.mail is not None else "empty" for r in ready]
+            if self.dry_run:  # nothing was composed: what the mail would hold was counted
+                return ["queued" if r.planned.count else "empty" for r in ready]
             return record(self.engine, self.settings, self.kind, ready, again)
 
         size = BATCH[self.kind]

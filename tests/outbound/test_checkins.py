@@ -447,6 +447,36 @@ def test_checkins_commands_say_why_each_reader_was_left_out(tmp_path, database_u
         assert session.exec(select(Outbox.kind)).all() == ["question"]
 
 
+def test_dry_runs_name_who_would_get_each_mail_and_queue_nothing(env, cli_for):
+    """A dry run counts what each reader's mail would hold; it composes and records nothing."""
+    cli, _, _ = cli_for(Path(env.settings.source))
+    add_user(env.engine, "lea@corp.example", "Lea", team="billing", timezone="Asia/Tokyo")
+    add_user(env.engine, "kenji@corp.example", "Kenji", team="billing", timezone="Asia/Tokyo",
+             manager_email="lea@corp.example")
+    with time_machine.travel(FRIDAY_TOKYO_16):
+        asked = cli("checkins", "send", "--dry-run")
+        assert mails(env, "question") == []
+        tick(env)  # now the questions really go out
+    assert "would send  kenji@corp.example  2026-11-27  the question" in asked.stdout
+    assert asked.stdout.strip().splitlines()[-1] == (
+        "dry run: 2 would get a question, 0 with nothing to say, 0 already sent; nothing changed")
+    [question] = [m for m in mails(env, "question") if "kenji@" in str(m["To"])]
+    with time_machine.travel(datetime(2026, 11, 27, 7, 30, tzinfo=UTC)):
+        assert answer(env, question, "Shipped the invoice export", "kenji@corp.example")[0] == 250
+    with time_machine.travel(datetime(2026, 11, 29, 23, 0, tzinfo=UTC)):  # Monday 08:00 in Tokyo
+        roundup = cli("checkins", "roundup", "--now", "--dry-run")
+        week = cli("checkins", "rollup", "--now", "--dry-run", "--user", "lea@corp.example")
+    assert "would send  kenji@corp.example  2026-11-27  1 item" in roundup.stdout
+    assert roundup.stdout.strip().splitlines()[-1].startswith("dry run: 2 would get a round-up, 0 with nothing")
+    assert re.search(r"would send  lea@corp\.example  \S+  1 item", week.stdout)
+    assert "dry run: 1 would get a leader's week" in week.stdout
+    with Session(env.engine) as session:
+        assert session.exec(select(Outbox.kind)).all() == ["question", "question"]
+        # Only what the real tick recorded: Thursday's round-ups, empty (nobody had been asked).
+        assert {(m.kind, m.period, m.item_count) for m in session.exec(select(CheckinMail))} == {
+            ("roundup", "2026-11-26", 0)}
+
+
 def test_a_round_up_for_a_team_nobody_is_in_exits_1_naming_it(tmp_path, database_url, cli_for):
     # Like `--user` naming no user: a typo must not look like a run with nothing to send.
     cli, _, engine = cli_for(checkin_config(tmp_path, database_url))
