@@ -56,6 +56,7 @@ def imap_host() -> str:
 def config_file(tmp_path: Path, database_url: str, dovecot: Dovecot, policy_extra: str, imap_host: str) -> Path:
     password_file = tmp_path / "imap.password"
     password_file.write_text(PASSWORD + "\n")
+    password_file.chmod(0o600)  # as an administrator keeps it: check warns otherwise
     return write_config(tmp_path, database_url, f"""{policy_extra}
 [imap]
 enabled = true
