@@ -21,7 +21,7 @@ one run:
    process for both halves would measure the GIL: an event loop beside a CPU-bound
    thread waits up to the 5 ms switch interval at every SMTP round trip.)
 
-Run: .venv/bin/python bench/digest.py [--users 10000]
+Run: .venv/bin/python bench/digest.py [--users 10000] [--tokens-per-user 30]
 """
 
 from __future__ import annotations
@@ -51,10 +51,10 @@ from statusmail.gil import digest_process  # noqa: E402
 from statusmail.outbound.digest import compose, plan, send_digests  # noqa: E402
 from statusmail.outbound.digest_content import collect, load_interests, load_window  # noqa: E402
 from statusmail.outbound.outbox import OutboxWorker  # noqa: E402
-from statusmail.outbound.tokens import new_token  # noqa: E402
+from statusmail.outbound.tokens import new_token, new_tokens  # noqa: E402
 from statusmail.outbound.transport import make_transport  # noqa: E402
 from statusmail.store.db import make_engine, transaction, upgrade  # noqa: E402
-from statusmail.store.models import Digest, Follow, Mention, Outbox, Post, PostTag, User  # noqa: E402
+from statusmail.store.models import Digest, Follow, Mention, Outbox, Post, PostTag, ReplyToken, User  # noqa: E402
 
 ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo")
 TAGS = [f"topic{n}" for n in range(50)]
@@ -108,8 +108,11 @@ def text(rng: random.Random, users: int) -> tuple[str, list[str], list[int]]:
     return " ".join(words + extra).capitalize(), tags, mentions
 
 
-def build(engine: Any, users: int, now: datetime, seed: int = 4) -> int:
-    """Users, a day of posts, tags, mentions and follows, by bulk INSERT. Returns posts."""
+def build(engine: Any, users: int, now: datetime, seed: int = 4, tokens_per_user: int = 0) -> int:
+    """Users, a day of posts, tags, mentions and follows, by bulk INSERT; with
+    ``tokens_per_user``, the reply tokens each reader already holds for random posts of
+    the day (notifications, earlier mail: in production the table is never empty, and
+    every token lookup searches it). Returns posts."""
     rng = random.Random(seed)
     rows = [{"id": i, "email": f"u{i}@corp.example", "name": f"User {i}", "handle": f"u{i}", "role": "staff",
              "team": "", "manager_email": "", "timezone": ZONES[i % len(ZONES)], "digest": "", "banned": False,
@@ -147,6 +150,11 @@ def build(engine: Any, users: int, now: datetime, seed: int = 4) -> int:
         follows += [{"user_id": user, "target_user_id": None, "tag": t, "active": True, "origin": "explicit",
                      "created_at": now} for t in rng.sample(TAGS, 3)]
     insert_rows(engine, Follow, follows)
+
+    held = [(user, post_id) for user in range(1, users + 1)
+            for post_id in rng.sample(range(1, total + 1), min(tokens_per_user, total))]
+    insert_rows(engine, ReplyToken, [{"token": token, "user_id": user, "post_id": post_id, "created_at": now}
+                                     for (user, post_id), token in zip(held, new_tokens(len(held)))])
     return total
 
 
@@ -240,7 +248,9 @@ def queued_count(engine: Any) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=10000)
+    parser.add_argument("--users", type=int, default=10000, help="company size (example: --users 2000)")
+    parser.add_argument("--tokens-per-user", type=int, default=0,
+                        help="reply tokens each reader holds before the run (example: --tokens-per-user 30)")
     args = parser.parse_args()
 
     counter, size = multiprocessing.Value("q", 0), multiprocessing.Value("q", 0)
@@ -267,8 +277,9 @@ allowed_domains = ["corp.example"]
         upgrade(engine)
         now = datetime.now(UTC)
         started = time.perf_counter()
-        posts = build(engine, args.users, now)
-        print(f"data set: {args.users} users, {posts} posts in the last day, ~20 follows each "
+        posts = build(engine, args.users, now, tokens_per_user=args.tokens_per_user)
+        print(f"data set: {args.users} users, {posts} posts in the last day, ~20 follows each, "
+              f"{args.tokens_per_user} reply tokens each "
               f"({time.perf_counter() - started:.1f} s to build)")
 
         rendered, render_seconds, render_bytes = render_only(settings, engine, now)
