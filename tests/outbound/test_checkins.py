@@ -415,6 +415,21 @@ def test_a_leader_three_levels_up_sees_the_whole_subtree_by_team_most_discussed_
     assert "Oleg" not in text_of(got["lars"]) and "build farm" in text_of(got["lars"])
     assert quiet
 
+    # The CEO answers the front line from the inbox: the entry's reply link, from a mail
+    # client that quotes the whole week below. It is a reply in Dana's thread, and Dana hears of it.
+    quoted = "\n".join("> " + line for line in body.splitlines())
+    address = f"status+{token}@corp.example"
+    reply = make_mail(body=f"Great work, Dana. Can ops use it too?\n\nOn Mon, 30 Nov 2026, Status wrote:\n{quoted}\n",
+                      subject="Re: Dana: the new build farm is live", sender="Cleo CEO <cleo@corp.example>",
+                      to=address, In_Reply_To=str(got["cleo"]["Message-ID"]))
+    with time_machine.travel(datetime(2026, 11, 30, 9, 0, tzinfo=UTC)):
+        assert env.send(reply, mail_from="cleo@corp.example", to=address)[0] == 250
+        deliver(env)
+    [answered] = [p for p in posts(env.engine) if p.author_id == ceo]
+    assert (answered.body, answered.parent_id) == ("Great work, Dana. Can ops use it too?", hot)
+    [told] = [m for m in mails(env, "notification") if m["To"].addresses[0].username == "dana"]
+    assert "Great work, Dana" in text_of(told) and "Cleo CEO" in text_of(told)
+
 
 # --- the command line ---------------------------------------------------------------------
 
