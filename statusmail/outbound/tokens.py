@@ -73,7 +73,7 @@ def known_tokens(session: Session, wanted: Mapping[int, Sequence[int]]) -> dict[
     The pairs are joined as a ``VALUES`` list, so the database seeks each pair once in
     the (user_id, post_id) unique index; an IN list per column seeks every reader with
     every post of the batch (for 50 leaders' weeks of ten posts each, 25,000 seeks for
-    500 pairs: 0.16 s of a run once the table holds some weeks of tokens). The statement
+    500 pairs: 0.11 s of a 2.3 s run beside a day's round-up tokens). The statement
     has a fixed number of pairs, compiled once (``store/direct.py``): SQLAlchemy compiles
     a VALUES list of literal rows afresh at every call, 35 ms per 500 pairs, and a short
     last part is padded with (0, 0), which no row has (ids start at 1)."""
