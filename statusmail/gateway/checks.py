@@ -98,19 +98,12 @@ def database_file_warnings(url: str) -> list[str]:
     if path is None:
         return []
     path = path.absolute()  # the fix as a command that works from any folder
-    targets = [(path.parent, f"the folder {path.parent}", "the database", "700")]
-    targets += [(file, str(file), "reply tokens and raw mail", "600")
+    targets = [(path.parent, f"database: the folder {path.parent}", "the database", "700")]
+    targets += [(file, f"database: {file}", "reply tokens and raw mail", "600")
                 for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm"))]
-    warnings = []
-    for target, name, holds, mode_wanted in targets:
-        try:
-            mode = stat.S_IMODE(target.stat().st_mode)
-        except OSError:
-            continue  # absent: -wal and -shm exist only while the database is open
-        if mode & 0o066:
-            warnings.append(f"database: {name} is mode {mode:04o}: {who_can(mode)}, and it holds {holds}; "
-                            f"chmod {mode_wanted} {shlex.quote(str(target))}")
-    return warnings
+    # Absent files are passed over: -wal and -shm exist only while the database is open.
+    found = (open_to_others(*target) for target in targets)
+    return [warning for warning in found if warning]
 
 
 def secret_file_warnings(settings: Settings) -> list[str]:
@@ -125,19 +118,23 @@ def secret_file_warnings(settings: Settings) -> list[str]:
              (settings.smtp.auth_file, "smtp.auth_file", "the SMTP AUTH users' password hashes"),
              (settings.imap.password_file, "imap.password_file", "the mailbox password"),
              (settings.outbound.password_file, "outbound.password_file", "the relay password")]
-    warnings = []
-    for path, key, holds in files:
-        if not path:
-            continue
-        try:
-            mode = stat.S_IMODE(Path(path).stat().st_mode)
-        except OSError:
-            continue  # missing: the setting's own check says so where it matters
-        if mode & 0o066:
-            target = Path(path).absolute()
-            warnings.append(f"{key}: {target} is mode {mode:04o}: {who_can(mode)}, and it holds {holds}; "
-                            f"chmod 600 {shlex.quote(str(target))}")
-    return warnings
+    # A missing file is passed over: the setting's own check says so where it matters.
+    targets = [(Path(path).absolute(), key, holds) for path, key, holds in files if path]
+    found = (open_to_others(target, f"{key}: {target}", holds, "600") for target, key, holds in targets)
+    return [warning for warning in found if warning]
+
+
+def open_to_others(target: Path, label: str, holds: str, mode_wanted: str) -> str | None:
+    """The warning for a file or folder that group or others may read or write, with
+    the ``chmod`` that mends it; None when it is private, or absent."""
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        return None
+    if not mode & 0o066:
+        return None
+    return (f"{label} is mode {mode:04o}: {who_can(mode)}, and it holds {holds}; "
+            f"chmod {mode_wanted} {shlex.quote(str(target))}")
 
 
 def config_warnings(settings: Settings) -> list[str]:
