@@ -12,11 +12,11 @@ import smtplib
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from click.testing import CliRunner
@@ -253,20 +253,31 @@ def cli_for() -> Any:
         engine.dispose()
 
 
+Running = TypeVar("Running", bound=RunningGateway)
+
+
 @pytest.fixture
-def gateway_with(tmp_path: Path, sqlite_url: str) -> Iterator[Any]:
-    """Start a gateway with extra [policy] (and [smtp]) lines; stopped after the test."""
+def kept_running() -> Iterator[Callable[[Running], Running]]:
+    """Keeps each gateway it is handed running until the test ends, then stops it and
+    closes its engine: what every ``*_with`` fixture that starts gateways needs."""
     started: list[RunningGateway] = []
 
-    def start(policy: str = "", smtp: str = "") -> RunningGateway:
-        settings = load_settings(str(write_config(tmp_path, sqlite_url, policy, smtp)), environ={})
-        engine = initialised_engine(sqlite_url)
-        started.append(RunningGateway(settings, engine))
-        return started[-1]
-    yield start
+    def keep(gateway: Running) -> Running:
+        started.append(gateway)
+        return gateway
+    yield keep
     for running in started:
         running.stop()
         running.engine.dispose()
+
+
+@pytest.fixture
+def gateway_with(tmp_path: Path, sqlite_url: str, kept_running: Any) -> Any:
+    """Start a gateway with extra [policy] (and [smtp]) lines; stopped after the test."""
+    def start(policy: str = "", smtp: str = "") -> RunningGateway:
+        settings = load_settings(str(write_config(tmp_path, sqlite_url, policy, smtp)), environ={})
+        return kept_running(RunningGateway(settings, initialised_engine(sqlite_url)))
+    return start
 
 
 # The headless Chromium fixture (`browser`), shared by every test that looks at HTML.

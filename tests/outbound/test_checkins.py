@@ -19,9 +19,8 @@ from sqlmodel import Session, col, select
 
 from statusmail.config import load_settings
 from statusmail.outbound.checkins import CheckinScheduler, send_questions, send_rollups, send_roundups
-from statusmail.store.db import make_engine, upgrade
 from statusmail.store.models import Checkin, CheckinMail, Outbox, Post, PostTag, ReplyToken, User
-from tests.conftest import RunningGateway, make_mail, outbox_messages, write_config
+from tests.conftest import RunningGateway, initialised_engine, make_mail, outbox_messages, write_config
 
 # Friday 27 November 2026; the Monday after is 30 November.
 FRIDAY_TOKYO_16 = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)  # 16:00 JST
@@ -39,20 +38,12 @@ def checkin_config(tmp_path: Path, database_url: str, checkins: str = CHECKINS, 
 
 
 @pytest.fixture
-def env_with(tmp_path: Path, database_url: str) -> Any:
+def env_with(tmp_path: Path, database_url: str, kept_running: Any) -> Any:
     """Start a check-in gateway with these [policy] lines; stopped after the test."""
-    started: list[RunningGateway] = []
-
     def start(policy: str = "") -> RunningGateway:
         settings = load_settings(str(checkin_config(tmp_path, database_url, policy=policy)), environ={})
-        engine = make_engine(database_url)
-        upgrade(engine)
-        started.append(RunningGateway(settings, engine))
-        return started[-1]
-    yield start
-    for running in started:
-        running.stop()
-        running.engine.dispose()
+        return kept_running(RunningGateway(settings, initialised_engine(database_url)))
+    return start
 
 
 @pytest.fixture
@@ -509,25 +500,27 @@ def test_checkins_commands_refuse_when_check_ins_are_off(tmp_path, database_url,
     assert result.exit_code == 1 and "checkins.enabled = true" in result.stderr
 
 
-def test_send_functions_queue_nothing_without_users(tmp_path, database_url):
-    settings = load_settings(str(checkin_config(tmp_path, database_url)), environ={})
-    engine = make_engine(database_url)
-    upgrade(engine)
-    for send in (send_questions, send_roundups, send_rollups):
-        assert send(settings, engine, force=True).queued == 0
+@pytest.fixture
+def store(tmp_path: Path, database_url: str) -> Any:
+    """Check-in settings and their database, without a gateway: the send functions alone."""
+    engine = initialised_engine(database_url)
+    yield load_settings(str(checkin_config(tmp_path, database_url)), environ={}), engine
     engine.dispose()
 
 
-def test_the_outbox_worker_is_woken_when_a_batch_commits_not_when_the_next_is_composed(tmp_path, database_url,
-                                                                                      monkeypatch):
+def test_send_functions_queue_nothing_without_users(store):
+    settings, engine = store
+    for send in (send_questions, send_roundups, send_rollups):
+        assert send(settings, engine, force=True).queued == 0
+
+
+def test_the_outbox_worker_is_woken_when_a_batch_commits_not_when_the_next_is_composed(store, monkeypatch):
     """serve's worker sends the first batch while the run composes the rest: the wake-up
     comes from the commit (here a batch is one reader, and composing the second question
     waits for the first one's wake-up; before, it came only after that composing)."""
     from statusmail.outbound import checkins
 
-    settings = load_settings(str(checkin_config(tmp_path, database_url)), environ={})
-    engine = make_engine(database_url)
-    upgrade(engine)
+    settings, engine = store
     add_user(engine, "kenji@corp.example", timezone="Asia/Tokyo")
     add_user(engine, "nora@corp.example", timezone="Asia/Tokyo")
     monkeypatch.setitem(checkins.BATCH, "question", 1)
@@ -543,4 +536,3 @@ def test_the_outbox_worker_is_woken_when_a_batch_commits_not_when_the_next_is_co
     monkeypatch.setattr(checkins, "compose_question", composing)
     report = send_questions(settings, engine, now=FRIDAY_TOKYO_16, force=True, on_queued=woken.set)
     assert report.queued == 2 and seen_when_composing == [True]
-    engine.dispose()

@@ -4,7 +4,6 @@ event loop, mail written to the test's Maildir, and helpers to post, hide and si
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +12,10 @@ import pytest
 from sqlmodel import Session, col, select
 
 from statusmail.config import load_settings
-from statusmail.store.db import make_engine, upgrade
+from statusmail.store.db import transaction
 from statusmail.store.models import Post
-from tests.conftest import RunningGateway, make_mail, outbox_messages, write_config
+from statusmail.store.users import register_user
+from tests.conftest import RunningGateway, initialised_engine, make_mail, outbox_messages, write_config
 
 LINK = re.compile(r"https?://\S+/login/([a-z2-7]+)")
 
@@ -79,25 +79,16 @@ enabled = true
 
 
 @pytest.fixture
-def web_with(tmp_path: Path, database_url: str) -> Iterator[Any]:
-    started: list[WebGateway] = []
-
+def web_with(tmp_path: Path, database_url: str, kept_running: Any) -> Any:
+    """Start a gateway serving the web with these [web] lines and these users; stopped after the test."""
     def start(web: str = "", users: tuple[str, ...] = ("alice", "bob", "carol")) -> WebGateway:
         settings = load_settings(str(web_config(tmp_path, database_url, web)), environ={})
-        engine = make_engine(settings.gateway.database_url)
-        upgrade(engine)
-        from statusmail.store.db import transaction
-        from statusmail.store.users import register_user
-
+        engine = initialised_engine(settings.gateway.database_url)
         with transaction(engine) as session:
             for name in users:
                 register_user(session, f"{name}@corp.example", name=f"{name.title()} Example")
-        started.append(WebGateway(settings, engine))
-        return started[-1]
-    yield start
-    for running in started:
-        running.stop()
-        running.engine.dispose()
+        return kept_running(WebGateway(settings, engine))
+    return start
 
 
 @pytest.fixture
