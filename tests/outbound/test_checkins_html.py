@@ -43,9 +43,9 @@ def mails(settings) -> dict[str, str]:
     for post in posts:
         window.posts[post.id] = post
     window.roots[13] = posts[0]
-    window.names.update({2: "Kenji Kato", 3: "Nora North"})
     window.reply_counts[13] = 1
-    week = Week(NOW - timedelta(days=7), NOW, [TeamWeek("platform", posts, more=4)], more_teams=2, more_posts=9)
+    week = Week(NOW - timedelta(days=7), NOW, [TeamWeek("platform", posts, more=4)], more_teams=2, more_posts=9,
+                authors={2: "Kenji Kato", 3: "Nora <Nightly> North"})
     rollup = compose_rollup(settings, READER, week, tokens, window, NOW)
     question = compose_question(settings, READER, "2026-11-30", "token" + "q" * 27, NOW)
     return {"question": html_of(question), "roundup": html_of(roundup), "rollup": html_of(rollup)}
@@ -57,6 +57,8 @@ def test_user_text_is_escaped_and_urls_become_links(mails):
     assert "<b>tax</b>" not in html
     assert f'<a href="{LONG_URL.replace("&", "&amp;")}"' in html
     assert 'href="mailto:status+token10' in html
+    assert "Kenji Kato" in mails["rollup"] and "Nora &lt;Nightly&gt; North" in mails["rollup"]  # the bylines
+    assert "<Nightly>" not in mails["rollup"]
     assert 'width="600"' not in mails["rollup"].replace("<!--[if mso]>", "\0").split("\0", 1)[0]  # fluid
 
 
