@@ -18,12 +18,12 @@ scheduler does not recompute a reader with nothing new every minute of the day, 
 the next digest starts where this empty one ended.
 
 A run is batched for scale: the news window, follows and mutes are loaded once in a few
-queries; readers are then composed and recorded 100 at a time, with a query per 500 of their
-existing reply tokens (:func:`~statusmail.outbound.tokens.known_tokens`) and one short
-transaction (one commit) for their outbox rows, Digest rows and new tokens. That
+queries; readers are then composed and recorded 100 at a time, with a query per 500 of
+their existing reply tokens (:func:`~statusmail.outbound.tokens.known_tokens`) and one
+short transaction (one commit) for their outbox rows, Digest rows and new tokens. That
 transaction runs in a second thread while the next batch is composed
-(:mod:`~statusmail.outbound.fanout`). A batch that conflicts with another sender is retried reader by
-reader, so the unique key still decides for each reader alone.
+(:mod:`~statusmail.outbound.fanout`). A batch that conflicts with another sender is
+retried reader by reader, so the unique key still decides for each reader alone.
 """
 
 from __future__ import annotations

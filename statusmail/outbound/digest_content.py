@@ -178,7 +178,7 @@ def chunks(values: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
 
 def load_threads(session: Session, start: datetime, until: datetime) -> Window:
     """The visible posts of ``(start, until]``, their threads' roots and reply counts:
-    what every view of the window shows (four queries). A leader's week needs no more."""
+    what every view of the window shows (three queries). A leader's week needs no more."""
     window = Window(start, until)
     in_window = (col(Post.created_at) > start, col(Post.created_at) <= until)
     window_threads = select(Post.thread_id).where(*in_window)
@@ -213,7 +213,7 @@ def load_threads(session: Session, start: datetime, until: datetime) -> Window:
 def load_window(session: Session, start: datetime, until: datetime) -> Window:
     """The news of ``(start, until]`` for every reader's digest at once: the threads
     (:func:`load_threads`), then tags, mentions, likes, who takes part in which thread
-    and the authors' names; eight queries and one per 500 authors."""
+    and the authors' names; seven queries, and one more per 500 authors."""
     window = load_threads(session, start, until)
     in_window = (col(Post.created_at) > start, col(Post.created_at) <= until)
     reply_threads = select(Post.thread_id).where(*in_window, col(Post.id) != col(Post.thread_id))
