@@ -60,11 +60,9 @@ from bench.digest import (  # noqa: E402
     insert_rows,
     run_capture_server,
     run_outbox_worker,
-    wait_for_capture,
-    wait_until_marked_sent,
+    send_all,
 )
 from statusmail.config import load_settings  # noqa: E402
-from statusmail.gil import digest_process  # noqa: E402
 from statusmail.outbound import checkins  # noqa: E402
 from statusmail.outbound.checkin_content import (  # noqa: E402
     OrgChart,
@@ -217,22 +215,6 @@ def render_rollups(settings: Any, engine: Any) -> tuple[int, float, int]:
 # --- the full path -------------------------------------------------------------------------
 
 
-def send_all(settings: Any, engine: Any, send: Callable[..., Any], poke: Callable[[], None],
-             counter: Any) -> tuple[int, float, float]:
-    """(mails queued, seconds until the last was recorded, seconds until the capture
-    server had it). The worker is poked after each recorded batch, as serve's check-in
-    scheduler pokes its own."""
-    started = time.perf_counter()
-    before = counter.value
-    with digest_process():  # as `statusmail checkins …` runs it
-        report = send(settings, engine, now=NOW, force=True, on_queued=poke)
-    recorded = time.perf_counter() - started
-    wait_for_capture(counter, before + report.queued)
-    seconds = time.perf_counter() - started
-    wait_until_marked_sent(engine)
-    return report.queued, recorded, seconds
-
-
 def high_water_marks(engine: Any) -> dict[type[Any], int]:
     """The highest id of each table a send writes, before the first round of a kind."""
     with transaction(engine) as session:
@@ -313,8 +295,10 @@ enabled = true
                 render_rate = rendered / render_seconds
                 pids = (os.getpid(), worker.pid or 0, capture.pid or 0)
                 cpu_before = [cpu_seconds(p) for p in pids]
-                queued, recorded, send_seconds = send_all(settings, engine, sender, lambda: poke_end.send(None),
-                                                          counter)
+                # The worker is poked after each recorded batch, as serve's check-in scheduler pokes its own.
+                queued, recorded, send_seconds = send_all(
+                    lambda: sender(settings, engine, now=NOW, force=True, on_queued=lambda: poke_end.send(None)),  # noqa: B023
+                    engine, counter)
                 cpu = [cpu_seconds(p) - b for p, b in zip(pids, cpu_before)]
                 send_rate = queued / send_seconds
                 ratios.append(send_rate / render_rate)

@@ -35,6 +35,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.policy import SMTP
 from pathlib import Path
@@ -211,17 +212,20 @@ def run_outbox_worker(config: str, stop: Any, pokes: Any = None) -> None:
     asyncio.run(main())
 
 
-def send_all(settings: Any, engine: Any, now: datetime, counter: Any) -> tuple[int, float]:
-    """(digests queued, seconds until the capture server had the last one): this process
-    is ``statusmail digest send --now``, the worker subprocess is ``serve``'s outbox."""
+def send_all(send: Callable[[], Any], engine: Any, counter: Any) -> tuple[int, float, float]:
+    """Run ``send`` (a run that returns a report with ``queued``) as ``statusmail digest
+    send`` or ``checkins …`` runs it, the worker subprocess being ``serve``'s outbox:
+    (mails queued, seconds until the last was recorded, seconds until the capture
+    server had it)."""
     started = time.perf_counter()
     before = counter.value
-    with digest_process():  # as `statusmail digest send` runs it
-        report = send_digests(settings, engine, now=now, force=True)
+    with digest_process():  # the switches the command sets at its entry point
+        report = send()
+    recorded = time.perf_counter() - started
     wait_for_capture(counter, before + report.queued)
     seconds = time.perf_counter() - started
     wait_until_marked_sent(engine)
-    return report.queued, seconds
+    return report.queued, recorded, seconds
 
 
 def wait_for_capture(counter: Any, total: int, patience: float = 600.0) -> None:
@@ -290,7 +294,8 @@ allowed_domains = ["corp.example"]
         stop = multiprocessing.Event()
         worker = multiprocessing.Process(target=run_outbox_worker, args=(str(config), stop))
         worker.start()
-        queued, send_seconds = send_all(settings, engine, now, counter)
+        queued, _, send_seconds = send_all(lambda: send_digests(settings, engine, now=now, force=True), engine,
+                                           counter)
         stop.set()
         worker.join(60)
         send_rate = queued / send_seconds
