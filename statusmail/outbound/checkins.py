@@ -199,12 +199,13 @@ class Runner:
     def run(self, due: list[Planned], prepare: Callable[[list[Planned]], list[Ready]]) -> Report:
         """Compose and record ``due`` in batches, the next composed while the last is
         recorded (:mod:`~statusmail.outbound.fanout`). A mail that lost a race is
-        composed again from its plan. A dry run composes and counts, and records nothing."""
+        composed again from its plan. A dry run counts what each mail would hold, composing
+        and recording nothing."""
         def again(ready: Ready) -> Ready:
             return prepare([ready.planned])[0]
 
         def record_batch(ready: list[Ready]) -> list[str]:
-            if self.dry_run:  # nothing was composed: what the mail would hold was counted
+            if self.dry_run:
                 return ["queued" if r.planned.count else "empty" for r in ready]
             return record(self.engine, self.settings, self.kind, ready, again)
 
