@@ -158,8 +158,6 @@ def test_check_fails_on_an_uninitialised_database(uninitialised_cli, database_ur
 def private_sqlite_cli(tmp_path):
     """The CLI on a SQLite file that ``init`` made (0600 in a 0700 folder): the database
     file and its folder."""
-    from tests.conftest import cli_invoker, write_config
-
     folder = tmp_path / "var"
     cli = cli_invoker(write_config(tmp_path, f"sqlite:///{folder}/statusmail.db"))
     assert cli("init").exit_code == 0
@@ -211,8 +209,6 @@ def test_check_warns_about_wal_and_shm_files_that_kept_a_wider_mode(tmp_path):
 def test_check_warns_about_a_secret_key_or_password_file_others_can_read(tmp_path):
     """Whoever reads the key signs any reader's feed and unsubscribe links; a relay
     password file belongs to the owner alone. Both are named with the fix."""
-    from tests.conftest import cli_invoker, write_config
-
     password = tmp_path / "relay.password"
     password.write_text("hunter2\n")
     password.chmod(0o600)
